@@ -1,0 +1,52 @@
+//! Every metric the proxy exports, named in one place.
+//!
+//! Names follow Prometheus conventions (`_total` for counters, `_seconds` for durations) and
+//! carry only bounded labels: `backend` (one of the configured backends), `role`, `reason`,
+//! `direction`, `sentinel`. A client address is never a label.
+
+/// Gauge, 1 when the backend passes its health checks (after rise/fall hysteresis), else 0.
+/// Labels: `backend`.
+pub const BACKEND_UP: &str = "redis_master_proxy_backend_up";
+/// Gauge, 1 for the role the backend last reported (`master`, `replica`), 0 for the other.
+/// Labels: `backend`, `role`.
+pub const BACKEND_ROLE: &str = "redis_master_proxy_backend_role";
+/// Gauge, the backend's `master_repl_offset` from its last successful check. Labels: `backend`.
+pub const BACKEND_REPL_OFFSET: &str = "redis_master_proxy_backend_repl_offset";
+/// Info gauge: 1 for the backend that is the current route, 0 for the others.
+/// Labels: `backend`.
+pub const MASTER_INFO: &str = "redis_master_proxy_master_info";
+/// Gauge, 1 while a master is known (the proxy is ready), else 0.
+pub const HAS_MASTER: &str = "redis_master_proxy_has_master";
+/// Gauge, the epoch of the current route (increments on every publish).
+pub const ROUTE_EPOCH: &str = "redis_master_proxy_route_epoch";
+/// Counter, route changes (a new master, or the route withdrawn).
+pub const MASTER_CHANGES: &str = "redis_master_proxy_master_changes_total";
+/// Counter, election rounds that saw more than one eligible `role:master` backend.
+pub const SPLIT_BRAIN: &str = "redis_master_proxy_split_brain_conflicts_total";
+/// Gauge, client connections open now.
+pub const CLIENT_ACTIVE: &str = "redis_master_proxy_client_connections_active";
+/// Counter, client connections accepted.
+pub const CLIENT_TOTAL: &str = "redis_master_proxy_client_connections_total";
+/// Gauge, the configured `max_connections`, so alerts can compare against it.
+pub const CLIENT_MAX: &str = "redis_master_proxy_client_connections_max";
+/// Counter, sessions closed because their route was replaced or withdrawn.
+pub const DRAINED: &str = "redis_master_proxy_connections_drained_total";
+/// Counter, client connections closed without being relayed.
+/// Labels: `reason` = `no_master` | `over_limit` | `backend_connect`.
+pub const REFUSED: &str = "redis_master_proxy_connections_refused_total";
+/// Counter, accept(2) errors (EMFILE and friends); the loop backs off and keeps going.
+pub const ACCEPT_ERRORS: &str = "redis_master_proxy_accept_errors_total";
+/// Counter, bytes relayed. Labels: `direction` = `client_to_backend` | `backend_to_client`.
+pub const RELAY_BYTES: &str = "redis_master_proxy_relay_bytes_total";
+/// Histogram, duration of one health check (resolve, connect, AUTH, INFO). Labels: `backend`.
+pub const CHECK_DURATION: &str = "redis_master_proxy_check_duration_seconds";
+/// Counter, failed health checks. Labels: `backend`, `reason` (see `health::CheckError::reason`).
+pub const CHECK_FAILURES: &str = "redis_master_proxy_check_failures_total";
+/// Gauge, 1 while the sentinel answers. Labels: `sentinel`.
+pub const SENTINEL_UP: &str = "redis_master_proxy_sentinel_up";
+/// Counter, rounds where the sentinels' master differs from the INFO-based choice.
+pub const SENTINEL_DISAGREEMENTS: &str = "redis_master_proxy_sentinel_disagreements_total";
+/// Counter, failover events received from sentinels. Labels: `event`.
+pub const SENTINEL_EVENTS: &str = "redis_master_proxy_sentinel_events_total";
+/// Counter, configuration reloads. Labels: `result` = `ok` | `error`.
+pub const CONFIG_RELOADS: &str = "redis_master_proxy_config_reloads_total";
