@@ -1,0 +1,1266 @@
+#!/usr/bin/env python3
+"""Comparative benchmark: redis-benchmark straight to Redis vs. through HAProxy
+vs. through redis-master-proxy, interleaved in one run.
+
+Run `python3 benches/compare/run.py --help` for the options and
+benches/compare/README.md for what is measured and how.
+
+Only the Python standard library is used here; the chart is drawn by
+chart.py with matplotlib (installed into benches/compare/.venv if missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import http.client
+import io
+import json
+import os
+import platform
+import resource
+import selectors
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+APT_HINT = "apt-get update && apt-get install -y redis-server redis-tools haproxy"
+
+# --------------------------------------------------------------------------
+# Workloads
+# --------------------------------------------------------------------------
+# n_full is chosen so one measurement lasts roughly 2-5 s on a 2-core machine
+# when redis-benchmark talks to Redis directly (a proxy makes it longer).
+
+KIB = 1024
+MIB = 1024 * 1024
+
+
+class Workload:
+    def __init__(self, wid, title, test, size, pipeline, clients, n_full, n_quick):
+        self.id = wid
+        self.title = title
+        self.test = test  # "set" or "get"
+        self.size = size
+        self.pipeline = pipeline
+        self.clients = clients
+        self.n_full = n_full
+        self.n_quick = n_quick
+
+    def as_dict(self, n):
+        return {
+            "id": self.id,
+            "title": self.title,
+            "test": self.test.upper(),
+            "value_bytes": self.size,
+            "pipeline": self.pipeline,
+            "clients": self.clients,
+            "requests": n,
+        }
+
+
+WORKLOADS = [
+    Workload("set-3b-p1", "SET, 3 B values, 50 clients, no pipelining", "set", 3, 1, 50, 300_000, 20_000),
+    Workload("get-3b-p1", "GET, 3 B values, 50 clients, no pipelining", "get", 3, 1, 50, 300_000, 20_000),
+    Workload("set-3b-p16", "SET, 3 B values, 50 clients, pipeline 16", "set", 3, 16, 50, 2_000_000, 100_000),
+    Workload("get-3b-p16", "GET, 3 B values, 50 clients, pipeline 16", "get", 3, 16, 50, 2_000_000, 100_000),
+    Workload("set-16k", "SET, 16 KiB values, 50 clients", "set", 16 * KIB, 1, 50, 100_000, 5_000),
+    Workload("get-16k", "GET, 16 KiB values, 50 clients", "get", 16 * KIB, 1, 50, 100_000, 5_000),
+    Workload("set-1m", "SET, 1 MiB values, 50 clients", "set", MIB, 1, 50, 2_000, 200),
+    Workload("get-1m", "GET, 1 MiB values, 50 clients", "get", MIB, 1, 50, 2_000, 200),
+    Workload("set-3b-c1000", "SET, 3 B values, 1000 clients", "set", 3, 1, 1000, 300_000, 20_000),
+    Workload("get-3b-c1000", "GET, 3 B values, 1000 clients", "get", 3, 1, 1000, 300_000, 20_000),
+]
+WORKLOAD_BY_ID = {w.id: w for w in WORKLOADS}
+
+ALL_CANDIDATES = ["direct", "haproxy", "proxy", "proxy-copy", "proxy-splice"]
+DEFAULT_CANDIDATES = ["direct", "haproxy", "proxy"]
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------
+# Small helpers: ports, processes, /proc
+# --------------------------------------------------------------------------
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_call(port, *args, timeout=5.0):
+    """Send one command over RESP and return the raw reply bytes (first reply only)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, str):
+            a = a.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(b"".join(parts))
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+            if buf.startswith(b"$") and b"\r\n" in buf:
+                head, _, rest = buf.partition(b"\r\n")
+                length = int(head[1:])
+                if length < 0 or len(rest) >= length + 2:
+                    break
+            elif buf.endswith(b"\r\n"):
+                break
+        return buf
+
+
+def ping_ok(port, timeout=1.0):
+    try:
+        return redis_call(port, "PING", timeout=timeout).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def read_stat(pid):
+    """(utime+stime ticks, ppid) of one process, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data.rsplit(")", 1)[1].split()
+    # fields[0] is state (field 3); utime is field 14, stime field 15, ppid field 4.
+    return int(fields[11]) + int(fields[12]), int(fields[1])
+
+
+def process_tree(pid):
+    """pid plus all its descendants (HAProxy in master-worker mode forks)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        st = read_stat(int(entry))
+        if st is not None:
+            children.setdefault(st[1], []).append(int(entry))
+    out, todo = [], [pid]
+    while todo and len(out) < 10_000:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_seconds(pid):
+    """user+sys CPU seconds of a process tree; /proc/PID/stat already includes all threads."""
+    if pid is None:
+        return None
+    total = 0
+    for p in process_tree(pid):
+        st = read_stat(p)
+        if st is not None:
+            total += st[0]
+    return total / CLK_TCK
+
+
+def proc_status(pid):
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                out[k] = v.strip()
+    except OSError:
+        pass
+    return out
+
+
+def mem_snapshot(pid):
+    st = proc_status(pid)
+
+    def kib(key):
+        v = st.get(key, "")
+        return int(v.split()[0]) if v else None
+
+    try:
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        fds = None
+    return {
+        "rss_kib": kib("VmRSS"),
+        "hwm_kib": kib("VmHWM"),
+        "fds": fds,
+        "threads": int(st["Threads"]) if "Threads" in st else None,
+    }
+
+
+def tail(path, lines=30):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def run_cmd(cmd, timeout=30, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+class Proc:
+    """A child process that is always stopped (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, name, cmd, logdir, env=None):
+        self.name = name
+        self.cmd = cmd
+        self.log_path = Path(logdir) / f"{name}.log"
+        self.log = open(self.log_path, "w")
+        self.p = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, env=env
+        )
+        self.pid = self.p.pid
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self, grace=5.0):
+        if self.p.poll() is None:
+            try:
+                self.p.terminate()
+                self.p.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                try:
+                    self.p.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    log(f"warning: {self.name} (pid {self.pid}) did not exit after SIGKILL")
+        self.log.close()
+
+    def fail(self, why):
+        return BenchError(f"{self.name}: {why}\n--- {self.log_path} (tail) ---\n{tail(self.log_path)}")
+
+
+# --------------------------------------------------------------------------
+# Tools and environment
+# --------------------------------------------------------------------------
+
+NEEDED_TOOLS = {"redis-server": "redis-server", "redis-benchmark": "redis-tools", "haproxy": "haproxy"}
+
+
+def ensure_tools(need_haproxy):
+    tools = dict(NEEDED_TOOLS)
+    if not need_haproxy:
+        tools.pop("haproxy")
+    missing = [t for t in tools if shutil.which(t) is None]
+    if not missing:
+        return
+    pkgs = sorted({tools[t] for t in missing})
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        log(f"installing missing tools {missing} with apt-get ({' '.join(pkgs)})")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        try:
+            subprocess.run(["apt-get", "update"], check=True, env=env, timeout=600)
+            subprocess.run(["apt-get", "install", "-y", *pkgs], check=True, env=env, timeout=1200)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+            raise BenchError(f"apt-get failed ({e}); install by hand: {APT_HINT}")
+        # Debian starts a redis-server service on port 6379 on install; it does not
+        # disturb this benchmark (every process here uses its own free port).
+        missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        raise BenchError(f"missing tools: {', '.join(missing)}. Install them with: {APT_HINT}")
+
+
+def raise_nofile(want):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target_hard = hard if hard == resource.RLIM_INFINITY else max(hard, want)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, target_hard))
+    except (ValueError, OSError):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+        except (ValueError, OSError):
+            pass
+    got = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if got < want:
+        log(f"warning: RLIMIT_NOFILE is {got} (wanted {want}); run as root or raise `ulimit -n`")
+    return got
+
+
+def version_of(cmd):
+    try:
+        r = run_cmd(cmd, timeout=10)
+        out = (r.stdout or r.stderr).strip().splitlines()
+        return out[0] if out else "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def short_version(text, marker):
+    """'Redis server v=7.0.15 sha=...' -> '7.0.15'; 'HAProxy version 2.6.12-1 2023/..' -> '2.6.12-1'."""
+    words = text.split()
+    for i, w in enumerate(words):
+        if marker.endswith("=") and w.startswith(marker):
+            return w[len(marker):]
+        if w == marker and i + 1 < len(words):
+            return words[i + 1]
+    return text
+
+
+def git_commit():
+    try:
+        head = run_cmd(["git", "-C", str(REPO), "rev-parse", "HEAD"], timeout=10).stdout.strip()
+        dirty = run_cmd(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"], timeout=10
+        ).stdout.strip()
+        return head + (" (with uncommitted changes)" if dirty else "") if head else "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def os_name():
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return platform.system()
+
+
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+# --------------------------------------------------------------------------
+# Redis, HAProxy, proxy
+# --------------------------------------------------------------------------
+
+
+def wait_until(pred, deadline_s, what, proc=None, step=0.1):
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if proc is not None and not proc.alive():
+            raise proc.fail(f"exited (code {proc.p.returncode}) while waiting for {what}")
+        if pred():
+            return
+        time.sleep(step)
+    if proc is not None:
+        raise proc.fail(f"timed out after {deadline_s}s waiting for {what}")
+    raise BenchError(f"timed out after {deadline_s}s waiting for {what}")
+
+
+def start_redis(workdir, maxclients):
+    port = free_port()
+    cmd = [
+        "redis-server",
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        "--save", "",
+        "--appendonly", "no",
+        "--protected-mode", "no",
+        "--daemonize", "no",
+        "--maxclients", str(maxclients),
+        "--dir", str(workdir),
+        "--logfile", "",
+    ]
+    p = Proc("redis-server", cmd, workdir)
+    wait_until(lambda: ping_ok(port), 10, "redis PING", proc=p)
+    return p, port
+
+
+HAPROXY_CFG = """\
+global
+    maxconn {maxconn}
+    stats socket {sock} mode 600 level admin
+    # nbthread is left at its default: one thread per available CPU.
+
+defaults
+    mode tcp
+    timeout connect 1s
+    timeout client 1h
+    timeout server 1h
+    maxconn {maxconn}
+
+frontend redis_master
+    bind 127.0.0.1:{port}
+    default_backend redis_master
+
+backend redis_master
+    option tcp-check
+    tcp-check send info\\ replication\\r\\n
+    tcp-check expect string role:master
+    tcp-check send QUIT\\r\\n
+    tcp-check expect string +OK
+    server r0 127.0.0.1:{redis_port} check inter 1s fall 1 rise 1 on-marked-down shutdown-sessions
+"""
+
+
+def haproxy_server_state(sock_path):
+    """(status, check_status) of server r0 from `show stat`, or None."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(1.0)
+            s.connect(str(sock_path))
+            s.sendall(b"show stat\n")
+            buf = b""
+            for _ in range(1000):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+    except OSError:
+        return None
+    text = buf.decode(errors="replace").lstrip("# ")
+    for row in csv.DictReader(io.StringIO(text)):
+        if row.get("svname") == "r0":
+            return row.get("status", ""), row.get("check_status", "")
+    return None
+
+
+class Candidate:
+    name = ""
+    kind = ""
+
+    def __init__(self):
+        self.port = None
+        self.proc = None
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def start(self, workdir, redis_port):
+        raise NotImplementedError
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.stop()
+            self.proc = None
+
+    def check_alive(self):
+        if self.proc is not None and not self.proc.alive():
+            raise self.proc.fail(f"exited unexpectedly (code {self.proc.p.returncode})")
+
+
+class Direct(Candidate):
+    name = "direct"
+    kind = "direct"
+
+    def start(self, workdir, redis_port):
+        self.port = redis_port
+
+
+# 20000 as in production; lowered only when RLIMIT_NOFILE cannot be raised far enough
+# (HAProxy refuses to start when it cannot get about 2 descriptors per connection).
+HAPROXY_MAXCONN = [20_000]
+
+
+class HAProxy(Candidate):
+    name = "haproxy"
+    kind = "haproxy"
+
+    def start(self, workdir, redis_port):
+        self.port = free_port()
+        d = Path(workdir)
+        sock = d / "haproxy-stats.sock"
+        cfg = d / "haproxy.cfg"
+        cfg.write_text(HAPROXY_CFG.format(sock=sock, port=self.port, redis_port=redis_port,
+                                          maxconn=HAPROXY_MAXCONN[0]))
+        r = run_cmd(["haproxy", "-c", "-f", str(cfg)], timeout=30)
+        if r.returncode != 0:
+            raise BenchError(f"haproxy rejected its config:\n{r.stdout}{r.stderr}")
+        self.proc = Proc("haproxy", ["haproxy", "-f", str(cfg), "-db"], workdir)
+
+        def up():
+            st = haproxy_server_state(sock)
+            return st is not None and st[0].startswith("UP") and st[1].startswith("L7OK")
+
+        # The first check has to pass (L7OK), not just the optimistic initial UP state.
+        wait_until(up, 15, "HAProxy to report server r0 UP (L7OK)", proc=self.proc)
+        wait_until(lambda: ping_ok(self.port), 10, "PING through HAProxy", proc=self.proc)
+
+
+class Proxy(Candidate):
+    kind = "proxy"
+
+    def __init__(self, name, binary, relay, log_level):
+        super().__init__()
+        self.name = name
+        self.binary = binary
+        self.relay = relay
+        self.log_level = log_level
+        self.admin = None
+
+    def readyz(self):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=1.0)
+            try:
+                c.request("GET", "/readyz")
+                return c.getresponse().status == 200
+            finally:
+                c.close()
+        except (OSError, http.client.HTTPException):
+            return False
+
+    def start(self, workdir, redis_port):
+        self.port = free_port()
+        self.admin = free_port()
+        d = Path(workdir)
+        # The default max_connections (10000) is raised so that the idle-connection
+        # test with 10,000 clients measures memory, not the limit.
+        cfg = d / f"{self.name}.toml"
+        cfg.write_text("max_connections = 20000\n")
+        cmd = [
+            str(self.binary), "run",
+            "--config", str(cfg),
+            "--listen", f"127.0.0.1:{self.port}",
+            "--admin", f"127.0.0.1:{self.admin}",
+            "--backend", f"127.0.0.1:{redis_port}",
+        ]
+        if self.relay:
+            cmd += ["--relay", self.relay]
+        env = dict(os.environ)
+        env.setdefault("RUST_LOG", self.log_level)
+        self.proc = Proc(self.name, cmd, workdir, env=env)
+        wait_until(self.readyz, 20, "GET /readyz == 200", proc=self.proc)
+        wait_until(lambda: ping_ok(self.port), 10, "PING through the proxy", proc=self.proc)
+
+
+def proxy_binary(args):
+    path = os.environ.get("REDIS_MASTER_PROXY_BIN") or args.proxy_bin
+    if path:
+        p = Path(path)
+        if not (p.is_file() and os.access(p, os.X_OK)):
+            raise BenchError(f"proxy binary {p} does not exist or is not executable")
+        return p.resolve()
+    if not args.no_build:
+        if shutil.which("cargo") is None:
+            raise BenchError("cargo not found; install Rust or set REDIS_MASTER_PROXY_BIN")
+        log("building the proxy: cargo build --release")
+        try:
+            r = subprocess.run(["cargo", "build", "--release"], cwd=REPO, timeout=3600)
+        except subprocess.TimeoutExpired:
+            raise BenchError("cargo build --release timed out")
+        if r.returncode != 0:
+            raise BenchError("cargo build --release failed (see above)")
+    p = REPO / "target" / "release" / "redis-master-proxy"
+    if not p.is_file():
+        raise BenchError(f"{p} not found; build it or set REDIS_MASTER_PROXY_BIN")
+    return p
+
+
+def make_candidates(names, args):
+    out, binary = [], None
+    for n in names:
+        if n == "direct":
+            out.append(Direct())
+        elif n == "haproxy":
+            out.append(HAProxy())
+        elif n.startswith("proxy"):
+            if binary is None:
+                binary = proxy_binary(args)
+            relay = None if n == "proxy" else n.split("-", 1)[1]
+            out.append(Proxy(n, binary, relay, args.proxy_log_level))
+    return out, binary
+
+
+# --------------------------------------------------------------------------
+# Measurements
+# --------------------------------------------------------------------------
+
+
+def prepare_key(redis_port, size):
+    """redis-benchmark's GET reads the key its SET writes; give it a value of the right size."""
+    reply = redis_call(redis_port, "SET", "key:__rand_int__", b"x" * size, timeout=30)
+    if not reply.startswith(b"+OK"):
+        raise BenchError(f"could not prepare the GET key: {reply[:100]!r}")
+
+
+def run_benchmark(cand, w, n, redis_port, timeout):
+    if w.test == "get":
+        prepare_key(redis_port, w.size)
+    cmd = [
+        "redis-benchmark",
+        "-h", "127.0.0.1",
+        "-p", str(cand.port),
+        "-t", w.test,
+        "-n", str(n),
+        "-c", str(w.clients),
+        "-d", str(w.size),
+        "-P", str(w.pipeline),
+        "--csv",
+    ]
+    cpu0 = cpu_seconds(cand.pid)
+    rcpu0 = cpu_seconds(REDIS_PID[0])
+    t0 = time.monotonic()
+    try:
+        r = run_cmd(cmd, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"redis-benchmark timed out after {timeout}s"}
+    wall = time.monotonic() - t0
+    cpu1 = cpu_seconds(cand.pid)
+    rcpu1 = cpu_seconds(REDIS_PID[0])
+    row = None
+    for rec in csv.DictReader(io.StringIO(r.stdout)):
+        if rec.get("test", "").upper() == w.test.upper():
+            row = rec
+    if r.returncode != 0 or row is None:
+        msg = (r.stderr or r.stdout).strip().replace("\n", " | ")[:300]
+        return {"error": f"redis-benchmark exit {r.returncode}: {msg}"}
+    rps = float(row["rps"])
+    res = {
+        "rps": rps,
+        "avg_ms": float(row["avg_latency_ms"]),
+        "p50_ms": float(row["p50_latency_ms"]),
+        "p95_ms": float(row["p95_latency_ms"]),
+        "p99_ms": float(row["p99_latency_ms"]),
+        "max_ms": float(row["max_latency_ms"]),
+        "wall_s": round(wall, 3),
+        "proxy_cpu_s": None if cpu0 is None else round(cpu1 - cpu0, 3),
+        "redis_cpu_s": round(rcpu1 - rcpu0, 3),
+    }
+    res["proxy_cpu_us_per_req"] = None if cpu0 is None else (cpu1 - cpu0) * 1e6 / n
+    res["redis_cpu_us_per_req"] = (rcpu1 - rcpu0) * 1e6 / n
+    return res
+
+
+REDIS_PID = [None]
+
+
+def redis_connected_clients(redis_port):
+    try:
+        info = redis_call(redis_port, "INFO", "clients").decode(errors="replace")
+    except OSError:
+        return None
+    for line in info.splitlines():
+        if line.startswith("connected_clients:"):
+            return int(line.split(":")[1])
+    return None
+
+
+def hold_idle_connections(port, count, batch=200, deadline_s=120):
+    """Open `count` connections, PING each once (so the proxy has its backend side
+    open too), and return the sockets plus the number that failed."""
+    sel = selectors.DefaultSelector()
+    socks, failed = [], 0
+    end = time.monotonic() + deadline_s
+    try:
+        for start in range(0, count, batch):
+            if time.monotonic() > end:
+                failed += count - start
+                break
+            pending = {}
+            for _ in range(min(batch, count - start)):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.setblocking(False)
+                err = s.connect_ex(("127.0.0.1", port))
+                if err not in (0, 115):  # EINPROGRESS
+                    s.close()
+                    failed += 1
+                    continue
+                pending[s] = "connect"
+                sel.register(s, selectors.EVENT_WRITE)
+            batch_end = min(end, time.monotonic() + 30)
+            bufs = {}
+            while pending and time.monotonic() < batch_end:
+                for key, _ in sel.select(timeout=0.5):
+                    s = key.fileobj
+                    if pending[s] == "connect":
+                        if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0:
+                            sel.unregister(s)
+                            s.close()
+                            del pending[s]
+                            failed += 1
+                            continue
+                        try:
+                            s.send(b"PING\r\n")
+                        except OSError:
+                            sel.unregister(s)
+                            s.close()
+                            del pending[s]
+                            failed += 1
+                            continue
+                        pending[s] = "pong"
+                        bufs[s] = b""
+                        sel.modify(s, selectors.EVENT_READ)
+                    else:
+                        try:
+                            data = s.recv(64)
+                        except OSError:
+                            data = b""
+                        if not data:
+                            sel.unregister(s)
+                            s.close()
+                            del pending[s]
+                            failed += 1
+                            continue
+                        bufs[s] += data
+                        if bufs[s].endswith(b"\r\n"):
+                            sel.unregister(s)
+                            del pending[s]
+                            if bufs[s].startswith(b"+PONG"):
+                                socks.append(s)
+                            else:
+                                s.close()
+                                failed += 1
+            for s in list(pending):
+                sel.unregister(s)
+                s.close()
+                failed += 1
+    except BaseException:
+        for s in socks:
+            s.close()
+        raise
+    finally:
+        sel.close()
+    return socks, failed
+
+
+def idle_test(cand, redis_port, count, settle_s):
+    """Memory and fds of one freshly started candidate holding `count` idle connections."""
+    pid = cand.pid if cand.pid is not None else REDIS_PID[0]
+    time.sleep(settle_s)
+    before = mem_snapshot(pid)
+    clients_before = redis_connected_clients(redis_port)
+    t0 = time.monotonic()
+    socks, failed = hold_idle_connections(cand.port, count)
+    open_s = time.monotonic() - t0
+    try:
+        time.sleep(settle_s)
+        cand.check_alive()
+        after = mem_snapshot(pid)
+        clients_after = redis_connected_clients(redis_port)
+    finally:
+        for s in socks:
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            except OSError:
+                pass
+            s.close()
+    held = len(socks)
+    res = {
+        "process": "redis-server" if cand.pid is None else cand.name,
+        "requested": count,
+        "held": held,
+        "failed": failed,
+        "open_seconds": round(open_s, 2),
+        "before": before,
+        "after": after,
+        "backend_clients_before": clients_before,
+        "backend_clients_after": clients_after,
+    }
+    if held and before["rss_kib"] is not None and after["rss_kib"] is not None:
+        res["rss_per_conn_bytes"] = (after["rss_kib"] - before["rss_kib"]) * 1024 / held
+    if held and before["fds"] is not None and after["fds"] is not None:
+        res["fds_per_conn"] = (after["fds"] - before["fds"]) / held
+    return res
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def summarize(samples, cand_names, workloads):
+    summary = {}
+    for w in workloads:
+        per = {}
+        for c in cand_names:
+            ok = [s for s in samples if s["workload"] == w.id and s["candidate"] == c and "rps" in s]
+            errs = [s["error"] for s in samples if s["workload"] == w.id and s["candidate"] == c and "error" in s]
+            rps = [s["rps"] for s in ok]
+            per[c] = {
+                "runs": len(ok),
+                "errors": errs,
+                "rps_median": median(rps),
+                "rps_min": min(rps) if rps else None,
+                "rps_max": max(rps) if rps else None,
+                "p50_ms_median": median([s["p50_ms"] for s in ok]),
+                "p99_ms_median": median([s["p99_ms"] for s in ok]),
+                "proxy_cpu_us_per_req_median": median([s["proxy_cpu_us_per_req"] for s in ok]),
+                "redis_cpu_us_per_req_median": median([s["redis_cpu_us_per_req"] for s in ok]),
+            }
+        direct = per.get("direct", {}).get("rps_median")
+        for c in cand_names:
+            m = per[c]["rps_median"]
+            per[c]["ratio_to_direct"] = (m / direct) if (m is not None and direct) else None
+            # Median of the per-round ratios: robust against slow drifts of the machine.
+            rr = []
+            for s in samples:
+                if s["workload"] == w.id and s["candidate"] == c and "rps" in s:
+                    d = [x for x in samples if x["workload"] == w.id and x["candidate"] == "direct"
+                         and x["round"] == s["round"] and "rps" in x]
+                    if d:
+                        rr.append(s["rps"] / d[0]["rps"])
+            per[c]["ratio_to_direct_paired_median"] = median(rr)
+        summary[w.id] = per
+    return summary
+
+
+# --------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------
+
+
+def fmt(v, spec, dash="–"):
+    return dash if v is None else format(v, spec)
+
+
+def human_size(b):
+    if b >= MIB:
+        return f"{b // MIB} MiB"
+    if b >= KIB:
+        return f"{b // KIB} KiB"
+    return f"{b} B"
+
+
+def write_markdown(res, path):
+    m = res["meta"]
+    cands = m["candidates"]
+    L = []
+    L.append("# Benchmark results: redis-master-proxy vs. HAProxy vs. direct")
+    L.append("")
+    if m.get("quick"):
+        L.append("> **Smoke-test run (`--quick`)**: one round with few requests; the numbers are not meaningful.")
+        L.append("")
+    L.append(f"Measured {m['date']} with `{m['command']}`.")
+    L.append("")
+    L.append("## Machine and versions")
+    L.append("")
+    L.append("| | |")
+    L.append("|---|---|")
+    for k, label in [
+        ("nproc", "CPUs (`nproc`)"),
+        ("cpu_model", "CPU model"),
+        ("kernel", "Kernel"),
+        ("os", "OS"),
+        ("redis_version", "Redis"),
+        ("redis_benchmark_version", "redis-benchmark"),
+        ("haproxy_version", "HAProxy"),
+        ("proxy_version", "redis-master-proxy"),
+        ("proxy_commit", "redis-master-proxy commit"),
+        ("haproxy_threads", "HAProxy threads"),
+        ("haproxy_maxconn", "HAProxy maxconn"),
+        ("rlimit_nofile", "RLIMIT_NOFILE"),
+        ("proxy_threads", "redis-master-proxy threads"),
+        ("loadavg_start", "Load average at start"),
+        ("loadavg_end", "Load average at end"),
+    ]:
+        if m.get(k) is not None:
+            L.append(f"| {label} | {m[k]} |")
+    L.append("")
+    L.append(f"Rounds: {m['rounds']}. Candidates: {', '.join(f'`{c}`' for c in cands)}.")
+    L.append("")
+    L.append("Candidates:")
+    L.append("")
+    descr = {
+        "direct": "redis-benchmark connects straight to redis-server (the baseline).",
+        "haproxy": "HAProxy in TCP mode with the production-style `INFO replication` / `role:master` check "
+                   "(config in `benches/compare/run.py`), default threads.",
+        "proxy": "redis-master-proxy with its default relay mode (`auto`).",
+        "proxy-copy": "redis-master-proxy with `--relay copy` (user-space copy).",
+        "proxy-splice": "redis-master-proxy with `--relay splice` (splice(2) through a pipe).",
+    }
+    for c in cands:
+        L.append(f"- `{c}`: {descr.get(c, '')}")
+    L.append("")
+    L.append("![Throughput relative to direct](throughput.png)")
+    L.append("")
+    L.append("## Throughput and latency")
+    L.append("")
+    L.append("Medians over the rounds. *vs direct* is the ratio of the median requests/s to the median "
+             "of `direct`; *spread* is (max − min) / median of requests/s over the rounds. "
+             "*CPU/req* is the user+system CPU time of the proxy process (all threads) during the "
+             "measurement divided by the number of requests; *redis CPU/req* is the same for redis-server.")
+    L.append("")
+    for w in res["workloads"]:
+        per = res["summary"][w["id"]]
+        L.append(f"### {w['title']}")
+        L.append("")
+        L.append(f"`redis-benchmark -t {w['test'].lower()} -d {w['value_bytes']} -c {w['clients']} "
+                 f"-P {w['pipeline']} -n {w['requests']}` ({human_size(w['value_bytes'])} values)")
+        L.append("")
+        L.append("| candidate | requests/s | vs direct | spread | p50 ms | p99 ms | CPU/req µs | redis CPU/req µs |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for c in cands:
+            s = per[c]
+            if s["rps_median"] is None:
+                L.append(f"| {c} | failed | | | | | | |")
+                continue
+            spread = (s["rps_max"] - s["rps_min"]) / s["rps_median"] * 100 if s["rps_median"] else None
+            ratio = s["ratio_to_direct"]
+            L.append(
+                f"| {c} | {s['rps_median']:,.0f} | {fmt(ratio, '.2f')} | {fmt(spread, '.0f')}% | "
+                f"{fmt(s['p50_ms_median'], '.3f')} | {fmt(s['p99_ms_median'], '.3f')} | "
+                f"{fmt(s['proxy_cpu_us_per_req_median'], '.2f')} | {fmt(s['redis_cpu_us_per_req_median'], '.2f')} |"
+            )
+        errs = [(c, e) for c in cands for e in per[c]["errors"]]
+        if errs:
+            L.append("")
+            for c, e in errs:
+                L.append(f"- `{c}` failed a run: {e}")
+        L.append("")
+    idle = res.get("idle")
+    if idle:
+        L.append(f"## {res['meta']['idle_conns']:,} idle client connections")
+        L.append("")
+        L.append("Each process was started fresh, then a client opened the connections, sent one `PING` "
+                 "on each (so the backend side is open too) and held them idle. RSS and open file "
+                 "descriptors were read from `/proc/PID/status` and `/proc/PID/fd` before and after; "
+                 "*peak RSS* is VmHWM with the connections open. *backend conns* is `connected_clients` "
+                 "of redis-server while the connections were held (includes the health checks).")
+        L.append("")
+        L.append("| process | held | RSS before | RSS after | peak RSS | RSS/conn | fds before | fds after | fds/conn | backend conns |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for c in cands:
+            r = idle.get(c)
+            if r is None:
+                continue
+            if "error" in r:
+                L.append(f"| {c} | failed: {r['error'][:80]} | | | | | | | | |")
+                continue
+            b, a = r["before"], r["after"]
+            name = c if c != "direct" else "direct (redis-server itself)"
+            per_conn = r.get("rss_per_conn_bytes")
+            L.append(
+                f"| {name} | {r['held']:,} | {fmt_kib(b['rss_kib'])} | {fmt_kib(a['rss_kib'])} | "
+                f"{fmt_kib(a['hwm_kib'])} | {fmt(per_conn / 1024 if per_conn is not None else None, '.1f')} KiB | "
+                f"{fmt(b['fds'], ',')} | {fmt(a['fds'], ',')} | {fmt(r.get('fds_per_conn'), '.2f')} | "
+                f"{fmt(r.get('backend_clients_after'), ',')} |"
+            )
+        L.append("")
+    L.append("## Method")
+    L.append("")
+    L.append(
+        "- One redis-server (persistence off) on a free loopback port is the only backend; every candidate "
+        "runs in front of it at the same time, on the same machine as redis-benchmark."
+    )
+    L.append(
+        "- Measurements are interleaved: in each round every workload is run once per candidate, "
+        "back to back, and the order of the candidates rotates from round to round, so slow drifts of "
+        "the machine (other load, thermal, caches) hit all candidates alike."
+    )
+    L.append(
+        "- The reported numbers are medians over the rounds; the spread column shows how noisy a "
+        "workload was. Differences smaller than the spread are noise."
+    )
+    L.append(
+        "- redis-benchmark, redis-server and the proxy share the same CPUs. On a machine with few cores "
+        "the proxy competes with the client and the server for CPU, so the ratios show the cost of the "
+        "extra hop including that competition; CPU/req is the more portable number."
+    )
+    L.append(
+        "- CPU time comes from `/proc/PID/stat` (utime+stime, all threads, plus any child processes), "
+        f"sampled right before and after each redis-benchmark run; its resolution is 1/{CLK_TCK} s."
+    )
+    L.append("- GET workloads read a key written beforehand with a value of the workload's size.")
+    L.append("")
+    L.append("Raw samples of every round are in [`results.json`](results.json). "
+             "How to reproduce: [`README.md`](README.md).")
+    L.append("")
+    Path(path).write_text("\n".join(L))
+
+
+def fmt_kib(k):
+    if k is None:
+        return "–"
+    if k >= 10 * 1024:
+        return f"{k / 1024:.1f} MiB"
+    return f"{k:,} KiB"
+
+
+def ensure_chart_python():
+    """A Python that can import matplotlib: this one, benches/compare/.venv, or a new venv."""
+    try:
+        import matplotlib  # noqa: F401
+
+        return sys.executable
+    except ImportError:
+        pass
+    venv = HERE / ".venv"
+    py = venv / "bin" / "python"
+    check = [str(py), "-c", "import matplotlib"]
+    if py.exists() and subprocess.run(check, capture_output=True, timeout=60).returncode == 0:
+        return str(py)
+    log(f"installing matplotlib into {venv}")
+    try:
+        if not py.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+        subprocess.run([str(py), "-m", "pip", "install", "--quiet", "matplotlib"], check=True, timeout=900)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
+        log(f"warning: could not install matplotlib ({e}); no chart drawn")
+        return None
+    return str(py)
+
+
+def draw_chart(json_path, png_path):
+    py = ensure_chart_python()
+    if py is None:
+        return False
+    r = subprocess.run([py, str(HERE / "chart.py"), str(json_path), str(png_path)], timeout=300)
+    if r.returncode != 0:
+        log("warning: chart.py failed; no chart drawn")
+        return False
+    return True
+
+
+def write_outputs(res, out_dir, chart=True):
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jp = out_dir / "results.json"
+    jp.write_text(json.dumps(res, indent=2) + "\n")
+    write_markdown(res, out_dir / "results.md")
+    if chart:
+        draw_chart(jp, out_dir / "throughput.png")
+    log(f"wrote {out_dir / 'results.md'}, {jp}" + (f", {out_dir / 'throughput.png'}" if chart else ""))
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(
+        description="Interleaved comparative benchmark: direct Redis vs HAProxy vs redis-master-proxy.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    ap.add_argument("--rounds", type=int, default=5, help="rounds (each runs every workload on every candidate)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: 1 round, few requests, 1000 idle connections, output under target/")
+    ap.add_argument("--candidates", default=",".join(DEFAULT_CANDIDATES),
+                    help=f"comma-separated subset of {','.join(ALL_CANDIDATES)}")
+    ap.add_argument("--workloads", default="all",
+                    help=f"comma-separated subset of {','.join(w.id for w in WORKLOADS)}")
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply every workload's request count")
+    ap.add_argument("--idle-conns", type=int, default=None,
+                    help="idle connections for the memory test (default 10000, 1000 with --quick; 0 skips it)")
+    ap.add_argument("--out", default=None,
+                    help="output directory (default docs/benchmarks, or target/bench-compare-quick with --quick)")
+    ap.add_argument("--proxy-bin", default=None,
+                    help="redis-master-proxy binary (env REDIS_MASTER_PROXY_BIN wins; default: cargo build --release)")
+    ap.add_argument("--no-build", action="store_true", help="do not run cargo build --release")
+    ap.add_argument("--proxy-log-level", default="warn", help="RUST_LOG for the proxy (unless RUST_LOG is set)")
+    ap.add_argument("--bench-timeout", type=float, default=None,
+                    help="seconds before one redis-benchmark run is killed (default 180, 60 with --quick)")
+    ap.add_argument("--no-chart", action="store_true", help="do not draw throughput.png")
+    ap.add_argument("--report-only", metavar="RESULTS_JSON",
+                    help="only regenerate results.md and throughput.png from an existing results.json")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.rounds = 1
+    if a.idle_conns is None:
+        a.idle_conns = 1000 if a.quick else 10_000
+    if a.bench_timeout is None:
+        a.bench_timeout = 60.0 if a.quick else 180.0
+    a.out_given = a.out is not None
+    if a.out is None:
+        a.out = str(REPO / "target" / "bench-compare-quick") if a.quick else str(REPO / "docs" / "benchmarks")
+    a.candidates = [c.strip() for c in a.candidates.split(",") if c.strip()]
+    bad = [c for c in a.candidates if c not in ALL_CANDIDATES]
+    if bad or not a.candidates:
+        ap.error(f"unknown candidates {bad}; choose from {ALL_CANDIDATES}")
+    if len(set(a.candidates)) != len(a.candidates):
+        ap.error("duplicate candidates")
+    if a.workloads == "all":
+        a.workloads = list(WORKLOADS)
+    else:
+        ids = [x.strip() for x in a.workloads.split(",") if x.strip()]
+        bad = [x for x in ids if x not in WORKLOAD_BY_ID]
+        if bad or not ids:
+            ap.error(f"unknown workloads {bad}; choose from {[w.id for w in WORKLOADS]}")
+        a.workloads = [WORKLOAD_BY_ID[x] for x in ids]
+    if not 1 <= a.rounds <= 100:
+        ap.error("--rounds must be between 1 and 100")
+    if a.scale <= 0:
+        ap.error("--scale must be positive")
+    if not 0 <= a.idle_conns <= 100_000:
+        ap.error("--idle-conns must be between 0 and 100000")
+    return a
+
+
+def requests_for(w, args):
+    base = w.n_quick if args.quick else w.n_full
+    return max(w.clients * w.pipeline, int(base * args.scale))
+
+
+def main(argv):
+    args = parse_args(argv)
+    if args.report_only:
+        res = json.loads(Path(args.report_only).read_text())
+        out = Path(args.out) if args.out_given else Path(args.report_only).parent
+        write_outputs(res, out, chart=not args.no_chart)
+        return 0
+    if sys.platform != "linux":
+        raise BenchError("this benchmark reads /proc and needs Linux")
+
+    ensure_tools(need_haproxy="haproxy" in args.candidates)
+    candidates, binary = make_candidates(args.candidates, args)
+
+    # Every connection through a proxy costs the proxy two descriptors; the idle test
+    # holds args.idle_conns of them in this process too.
+    nofile = raise_nofile(max(65536, 3 * args.idle_conns + 4096))
+    HAPROXY_MAXCONN[0] = min(20_000, (nofile - 200) // 2)
+    max_idle = (nofile - 300) // 2 // 500 * 500
+    if args.idle_conns > max_idle:
+        log(f"warning: RLIMIT_NOFILE {nofile} allows a proxy about {max_idle} connections "
+            f"(2 descriptors each); the idle test uses {max_idle} instead of {args.idle_conns}")
+        args.idle_conns = max_idle
+
+    meta = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join(shlex.quote(x) for x in ["python3", "benches/compare/run.py", *argv]),
+        "quick": args.quick,
+        "rounds": args.rounds,
+        "candidates": args.candidates,
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "kernel": platform.release(),
+        "os": os_name(),
+        "redis_version": short_version(version_of(["redis-server", "--version"]), "v="),
+        "redis_benchmark_version": version_of(["redis-benchmark", "--version"]),
+        "haproxy_version": short_version(version_of(["haproxy", "-v"]), "version") if "haproxy" in args.candidates else None,
+        "proxy_version": version_of([str(binary), "--version"]) if binary else None,
+        "proxy_commit": git_commit() if binary else None,
+        "proxy_binary": str(binary) if binary else None,
+        "python": platform.python_version(),
+        "rlimit_nofile": nofile,
+        "haproxy_maxconn": HAPROXY_MAXCONN[0] if "haproxy" in args.candidates else None,
+        "idle_conns": args.idle_conns,
+        "loadavg_start": loadavg(),
+    }
+    log(f"machine: {meta['nproc']} CPUs, {meta['cpu_model']}, kernel {meta['kernel']}, load {meta['loadavg_start']}")
+
+    workdir = tempfile.mkdtemp(prefix="bench-compare-")
+    redis = None
+    samples, idle = [], {}
+    try:
+        redis, redis_port = start_redis(workdir, maxclients=max(10_000, 2 * args.idle_conns + 2000))
+        REDIS_PID[0] = redis.pid
+        log(f"redis-server pid {redis.pid} on 127.0.0.1:{redis_port}")
+
+        # Phase 1: idle connections, each candidate freshly started and measured alone.
+        if args.idle_conns > 0:
+            for c in candidates:
+                try:
+                    c.start(workdir, redis_port)
+                    log(f"idle test: {c.name}, {args.idle_conns} connections")
+                    r = idle_test(c, redis_port, args.idle_conns, settle_s=1.0 if args.quick else 2.0)
+                    idle[c.name] = r
+                    a, b = r["after"], r["before"]
+                    log(f"  held {r['held']} (failed {r['failed']}), RSS {b['rss_kib']} -> {a['rss_kib']} KiB, "
+                        f"peak {a['hwm_kib']} KiB, fds {b['fds']} -> {a['fds']}, "
+                        f"redis clients {r['backend_clients_after']}")
+                except BenchError as e:
+                    log(f"idle test failed for {c.name}: {e}")
+                    idle[c.name] = {"error": str(e).splitlines()[0]}
+                finally:
+                    c.stop()
+                time.sleep(1.0)
+
+        # Phase 2: throughput, all candidates running, interleaved round-robin.
+        for c in candidates:
+            c.start(workdir, redis_port)
+            log(f"started {c.name} on 127.0.0.1:{c.port}" + (f" (pid {c.pid})" if c.pid else ""))
+        for c in candidates:
+            if c.pid:
+                meta[f"{c.kind}_threads"] = mem_snapshot(c.pid)["threads"]
+        redis_call(redis_port, "FLUSHALL")
+
+        # Warm-up: one short run per candidate so connection pools, page cache, CPU
+        # frequency and allocators are in a steady state before the first round.
+        warm = WORKLOADS[0]
+        for c in candidates:
+            run_benchmark(c, warm, 10_000, redis_port, args.bench_timeout)
+
+        for rnd in range(args.rounds):
+            k = rnd % len(candidates)
+            order = candidates[k:] + candidates[:k]
+            log(f"round {rnd + 1}/{args.rounds}: order {', '.join(c.name for c in order)}")
+            for w in args.workloads:
+                n = requests_for(w, args)
+                for c in order:
+                    c.check_alive()
+                    r = run_benchmark(c, w, n, redis_port, args.bench_timeout)
+                    r.update({"round": rnd, "workload": w.id, "candidate": c.name, "requests": n})
+                    samples.append(r)
+                    if "error" in r:
+                        log(f"  {w.id:13} {c.name:13} ERROR {r['error']}")
+                    else:
+                        cpu = r["proxy_cpu_us_per_req"]
+                        log(f"  {w.id:13} {c.name:13} {r['rps']:>11,.0f} req/s  p50 {r['p50_ms']:.3f} "
+                            f"p99 {r['p99_ms']:.3f} ms  {r['wall_s']:.1f}s"
+                            + (f"  cpu {cpu:.2f} us/req" if cpu is not None else ""))
+                    c.check_alive()
+    finally:
+        for c in candidates:
+            try:
+                c.stop()
+            except Exception as e:  # keep stopping the others
+                log(f"warning: stopping {c.name}: {e}")
+        if redis is not None:
+            redis.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    meta["loadavg_end"] = loadavg()
+    res = {
+        "meta": meta,
+        "workloads": [w.as_dict(requests_for(w, args)) for w in args.workloads],
+        "summary": summarize(samples, args.candidates, args.workloads),
+        "idle": idle,
+        "samples": samples,
+    }
+    write_outputs(res, args.out, chart=not args.no_chart)
+    return 0
+
+
+def _on_signal(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except BenchError as e:
+        log(f"error: {e}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        log("interrupted; all started processes were stopped")
+        sys.exit(130)
