@@ -73,16 +73,16 @@ class Workload:
 
 
 WORKLOADS = [
-    Workload("set-3b-p1", "SET, 3 B values, 50 clients, no pipelining", "set", 3, 1, 50, 300_000, 20_000),
-    Workload("get-3b-p1", "GET, 3 B values, 50 clients, no pipelining", "get", 3, 1, 50, 300_000, 20_000),
-    Workload("set-3b-p16", "SET, 3 B values, 50 clients, pipeline 16", "set", 3, 16, 50, 2_000_000, 100_000),
-    Workload("get-3b-p16", "GET, 3 B values, 50 clients, pipeline 16", "get", 3, 16, 50, 2_000_000, 100_000),
-    Workload("set-16k", "SET, 16 KiB values, 50 clients", "set", 16 * KIB, 1, 50, 100_000, 5_000),
-    Workload("get-16k", "GET, 16 KiB values, 50 clients", "get", 16 * KIB, 1, 50, 100_000, 5_000),
-    Workload("set-1m", "SET, 1 MiB values, 50 clients", "set", MIB, 1, 50, 2_000, 200),
-    Workload("get-1m", "GET, 1 MiB values, 50 clients", "get", MIB, 1, 50, 2_000, 200),
-    Workload("set-3b-c1000", "SET, 3 B values, 1000 clients", "set", 3, 1, 1000, 300_000, 20_000),
-    Workload("get-3b-c1000", "GET, 3 B values, 1000 clients", "get", 3, 1, 1000, 300_000, 20_000),
+    Workload("set-3b-p1", "SET, 3 B values, 50 clients, no pipelining", "set", 3, 1, 50, 400_000, 20_000),
+    Workload("get-3b-p1", "GET, 3 B values, 50 clients, no pipelining", "get", 3, 1, 50, 400_000, 20_000),
+    Workload("set-3b-p16", "SET, 3 B values, 50 clients, pipeline 16", "set", 3, 16, 50, 4_000_000, 100_000),
+    Workload("get-3b-p16", "GET, 3 B values, 50 clients, pipeline 16", "get", 3, 16, 50, 4_000_000, 100_000),
+    Workload("set-16k", "SET, 16 KiB values, 50 clients", "set", 16 * KIB, 1, 50, 250_000, 5_000),
+    Workload("get-16k", "GET, 16 KiB values, 50 clients", "get", 16 * KIB, 1, 50, 250_000, 5_000),
+    Workload("set-1m", "SET, 1 MiB values, 50 clients", "set", MIB, 1, 50, 5_000, 200),
+    Workload("get-1m", "GET, 1 MiB values, 50 clients", "get", MIB, 1, 50, 5_000, 200),
+    Workload("set-3b-c1000", "SET, 3 B values, 1000 clients", "set", 3, 1, 1000, 400_000, 20_000),
+    Workload("get-3b-c1000", "GET, 3 B values, 1000 clients", "get", 3, 1, 1000, 400_000, 20_000),
 ]
 WORKLOAD_BY_ID = {w.id: w for w in WORKLOADS}
 
