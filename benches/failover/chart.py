@@ -1,0 +1,105 @@
+"""Timeline charts for the failover benchmark (run by run.py with the .venv python).
+
+    .venv/bin/python chart.py docs/failover/results.json docs/failover
+
+One PNG per mode: one row per endpoint (its run with the median disruption window),
+x = seconds since the trigger, one tick per write attempt at the height of its outcome,
+with vertical markers for the promotion, +switch-master and the old master's demotion.
+"""
+
+import json
+import os
+import statistics
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ROWS = [  # (key, label, colour) from top to bottom
+    ("ok", "ok", "#2ca02c"),
+    ("lost", "ok, lost later", "#d62728"),
+    ("readonly", "READONLY", "#9467bd"),
+    ("timeout", "timeout", "#ff7f0e"),
+    ("refused", "refused", "#8c564b"),
+    ("reset", "reset", "#e377c2"),
+    ("closed", "closed", "#7f7f7f"),
+    ("other", "other", "#17becf"),
+]
+MARKERS = [  # (times key, label, colour, linestyle)
+    ("promotion", "promotion", "#2ca02c", "--"),
+    ("switch_master", "+switch-master", "#1f77b4", ":"),
+    ("old_master_demoted", "old master demoted", "#d62728", "-."),
+    ("sigcont", "SIGCONT", "#7f7f7f", (0, (1, 3))),
+]
+
+
+def representative(runs):
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return None
+    vals = [r["window_s"] if r["window_s"] is not None else 1e9 for r in ok]
+    m = statistics.median_low(vals)
+    return ok[vals.index(m)]
+
+
+def draw(doc, mode, out_dir):
+    cands = doc["settings"]["candidates"]
+    picks = [(c, representative([r for r in doc["runs"] if r["mode"] == mode and r["candidate"] == c]))
+             for c in cands]
+    picks = [(c, r) for c, r in picks if r is not None]
+    if not picks:
+        return None
+    xmin = -doc["settings"]["trigger_after_s"]
+    xmax = max((r["times"]["end"] or 0) for _, r in picks) + 0.5
+    fig, axes = plt.subplots(len(picks), 1, figsize=(12, 1.0 + 2.6 * len(picks)), sharex=True,
+                             squeeze=False)
+    ylabels = [lab for _, lab, _ in ROWS]
+    for ax, (cand, r) in zip(axes[:, 0], picks):
+        for yi, (key, _, colour) in enumerate(ROWS):
+            if key == "ok":
+                xs = [a[2] for a in r["attempts"] if a[3] == "ok" and not a[6]]
+            elif key == "lost":
+                xs = [a[2] for a in r["attempts"] if a[3] == "ok" and a[6]]
+            else:
+                xs = [a[2] for a in r["attempts"] if a[3] == key]
+            y = len(ROWS) - 1 - yi
+            if xs:
+                ax.scatter(xs, [y] * len(xs), marker="|", s=60, linewidths=0.6, color=colour)
+        for key, label, colour, ls in MARKERS:
+            t = r["times"].get(key)
+            if t is not None:
+                ax.axvline(t, color=colour, linestyle=ls, linewidth=1.2, label=label)
+        ax.axvline(0, color="black", linewidth=1.2, label="trigger")
+        ax.set_yticks(range(len(ROWS)))
+        ax.set_yticklabels(list(reversed(ylabels)), fontsize=8)
+        ax.set_ylim(-0.7, len(ROWS) - 0.3)
+        ax.grid(axis="x", alpha=0.3)
+        window = "never" if not r["recovered"] else "%.2f s" % r["window_s"]
+        ax.set_title("%s (run %d): window %s, %d failed, %d acknowledged writes lost" % (
+            cand, r["rep"], window, r["failed"], r["lost_acked"]), fontsize=10, loc="left")
+        ax.legend(loc="lower right", fontsize=7, ncol=5, framealpha=0.85)
+    axes[-1, 0].set_xlim(xmin, xmax)
+    axes[-1, 0].set_xlabel("seconds since the trigger")
+    fig.suptitle("Failover mode: %s — one write attempt every %d ms through each endpoint" % (
+        mode, round(doc["settings"]["probe_interval_s"] * 1000)), fontsize=11)
+    fig.tight_layout()
+    path = os.path.join(out_dir, "%s.png" % mode)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main():
+    json_path, out_dir = sys.argv[1], sys.argv[2]
+    with open(json_path) as f:
+        doc = json.load(f)
+    for mode in doc["settings"]["modes"]:
+        p = draw(doc, mode, out_dir)
+        if p:
+            print("wrote", p)
+
+
+if __name__ == "__main__":
+    main()
