@@ -301,7 +301,7 @@ def raise_nofile(want):
             pass
     got = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if got < want:
-        log(f"warning: RLIMIT_NOFILE is {got} (wanted {want}); run as root or raise `ulimit -n`")
+        log(f"warning: RLIMIT_NOFILE is {got} (wanted {want}); the hard limit needs root with CAP_SYS_RESOURCE to raise")
     return got
 
 
@@ -1208,6 +1208,7 @@ def main(argv):
         for c in candidates:
             run_benchmark(c, warm, 10_000, redis_port, args.bench_timeout)
 
+        dead = {}
         for rnd in range(args.rounds):
             k = rnd % len(candidates)
             order = candidates[k:] + candidates[:k]
@@ -1215,8 +1216,10 @@ def main(argv):
             for w in args.workloads:
                 n = requests_for(w, args)
                 for c in order:
-                    c.check_alive()
-                    r = run_benchmark(c, w, n, redis_port, args.bench_timeout)
+                    if c.name in dead:
+                        r = {"error": dead[c.name]}
+                    else:
+                        r = run_benchmark(c, w, n, redis_port, args.bench_timeout)
                     r.update({"round": rnd, "workload": w.id, "candidate": c.name, "requests": n})
                     samples.append(r)
                     if "error" in r:
@@ -1226,7 +1229,13 @@ def main(argv):
                         log(f"  {w.id:13} {c.name:13} {r['rps']:>11,.0f} req/s  p50 {r['p50_ms']:.3f} "
                             f"p99 {r['p99_ms']:.3f} ms  {r['wall_s']:.1f}s"
                             + (f"  cpu {cpu:.2f} us/req" if cpu is not None else ""))
-                    c.check_alive()
+                    if c.name not in dead:
+                        try:
+                            c.check_alive()
+                        except BenchError as e:
+                            # Keep measuring the others; this candidate's later runs are errors.
+                            log(f"error: {e}")
+                            dead[c.name] = f"{c.name} exited during the run"
     finally:
         for c in candidates:
             try:
