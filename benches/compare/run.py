@@ -541,10 +541,18 @@ class Proxy(Candidate):
         self.port = free_port()
         self.admin = free_port()
         d = Path(workdir)
-        # The default max_connections (10000) is raised so that the idle-connection
-        # test with 10,000 clients measures memory, not the limit.
+        # The config file says the same as the flags, plus max_connections: the default
+        # (10000) is raised so that the idle-connection test measures memory, not the limit.
         cfg = d / f"{self.name}.toml"
-        cfg.write_text("max_connections = 20000\n")
+        lines = [
+            f'listen = "127.0.0.1:{self.port}"',
+            f'admin = "127.0.0.1:{self.admin}"',
+            f'backends = ["127.0.0.1:{redis_port}"]',
+            "max_connections = 20000",
+        ]
+        if self.relay:
+            lines.append(f'relay = "{self.relay}"')
+        cfg.write_text("\n".join(lines) + "\n")
         cmd = [
             str(self.binary), "run",
             "--config", str(cfg),
