@@ -1,3 +1,221 @@
-fn main() {
-    println!("Hello, world!");
+//! The `redis-master-proxy` command: parse the CLI, set up logging, load the config, run the
+//! app until a signal, exit.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use redis_master_proxy::config::{Config, Dur, HostPort, Overrides, RelayMode};
+use redis_master_proxy::{app, metrics as m, shutdown};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "redis-master-proxy",
+    version,
+    about = "Routes every client to the one writable Redis master"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the proxy. Flags override the config file; `--backend` alone is a complete setup.
+    Run {
+        /// TOML config file (see config/example.toml).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Client listen address (default 127.0.0.1:16379).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Admin HTTP address for /metrics, /livez, /readyz, /status (default 127.0.0.1:8404).
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+        /// A backend `host:port`; repeat for each. Replaces the file's list.
+        #[arg(long = "backend")]
+        backends: Vec<HostPort>,
+        /// Health check interval, e.g. `1s`, `500ms`.
+        #[arg(long)]
+        interval: Option<Dur>,
+        /// Relay mode: auto, splice or copy.
+        #[arg(long)]
+        relay: Option<RelayMode>,
+        /// Log filter when RUST_LOG is unset (error, warn, info, debug, trace).
+        #[arg(long, default_value = "info")]
+        log_level: String,
+    },
+    /// Validate a config file and print the effective configuration (secrets masked).
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print the running proxy's backends and master as a table (from its admin /status).
+    Status {
+        /// The proxy's admin address.
+        #[arg(long, default_value = redis_master_proxy::config::DEFAULT_ADMIN)]
+        admin: String,
+        /// Print the raw JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match Config::load(&config) {
+            Ok(cfg) => {
+                println!("# {}: valid. Effective configuration:", config.display());
+                print!("{}", cfg.to_toml());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Status { admin, json } => match redis_master_proxy::admin::fetch_status(&admin) {
+            Ok(body) if json => {
+                println!("{body}");
+                ExitCode::SUCCESS
+            }
+            Ok(body) => match redis_master_proxy::admin::status_table(&body) {
+                Ok(table) => {
+                    print!("{table}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("error: cannot read status from {admin}: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run {
+            config,
+            listen,
+            admin,
+            backends,
+            interval,
+            relay,
+            log_level,
+        } => {
+            init_logging(&log_level);
+            let overrides = Overrides {
+                listen,
+                admin,
+                backends,
+                interval,
+                relay,
+            };
+            let cfg = match Config::load_with(config.as_deref(), &overrides) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            rt.block_on(run(cfg, config, overrides))
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+async fn run(cfg: Config, path: Option<PathBuf>, overrides: Overrides) -> ExitCode {
+    let client = match tokio::net::TcpListener::bind(cfg.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {} (key `listen`): {e}", cfg.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let admin = match tokio::net::TcpListener::bind(cfg.admin).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {} (key `admin`): {e}", cfg.admin);
+            return ExitCode::FAILURE;
+        }
+    };
+    let (client_addr, admin_addr) = match (client.local_addr(), admin.local_addr()) {
+        (Ok(c), Ok(a)) => (c, a),
+        _ => return ExitCode::FAILURE,
+    };
+    // One machine-readable line on stdout, so scripts and tests that asked for port 0 learn
+    // the ports; everything else is logged on stderr.
+    println!("listening client={client_addr} admin={admin_addr}");
+    let _ = std::io::stdout().flush();
+    tracing::info!(
+        listen = %client_addr,
+        admin = %admin_addr,
+        backends = ?cfg.backends.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
+        relay = ?cfg.relay,
+        "redis-master-proxy started"
+    );
+
+    let mut signals = match shutdown::Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        loop {
+            match signals.next().await {
+                shutdown::Request::Shutdown => {
+                    let _ = tx.send(app::Event::Shutdown).await;
+                    return;
+                }
+                shutdown::Request::Reload => {
+                    let Some(p) = &path else {
+                        tracing::warn!("SIGHUP ignored: the proxy was started without --config");
+                        continue;
+                    };
+                    match Config::load_with(Some(p), &overrides) {
+                        Ok(c) => {
+                            let _ = tx.send(app::Event::Reload(Box::new(c))).await;
+                        }
+                        Err(e) => {
+                            metrics::counter!(m::CONFIG_RELOADS, "result" => "error").increment(1);
+                            tracing::error!(error = %e, "reload refused: the new configuration is invalid; the running one stays");
+                        }
+                    }
+                }
+            }
+        }
+    });
+    let report = app::run(cfg, client, admin, rx).await;
+    if report.sessions_left > 0 {
+        tracing::warn!(
+            sessions = report.sessions_left,
+            "exiting with sessions still open after the grace period"
+        );
+    }
+    ExitCode::SUCCESS
 }

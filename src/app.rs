@@ -1,0 +1,144 @@
+//! Wiring: starts the control plane, the data path and the admin listener on listeners the
+//! caller bound, and runs the shutdown sequence.
+//!
+//! Shutdown is a sequence: stop accepting → `/readyz` 503 → withdraw the route, which drains
+//! every session the same way a master change does → wait for sessions up to `shutdown_grace`
+//! → stop the admin listener → return.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+use crate::control::{Control, Status, Trigger};
+use crate::listener::{self, DataPath, Settings};
+use crate::metrics as m;
+use crate::routing::{DrainMode, RouteTable};
+
+/// What the process asks of a running app.
+#[derive(Debug)]
+pub enum Event {
+    /// Begin the shutdown sequence.
+    Shutdown,
+    /// Apply a new, already validated configuration.
+    Reload(Box<Config>),
+}
+
+/// How the shutdown went.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Sessions still open when the grace period ended (closed by the exit).
+    pub sessions_left: usize,
+}
+
+fn settings(cfg: &Config) -> Settings {
+    Settings {
+        relay: cfg.relay,
+        connect_timeout: cfg.connect_timeout.0,
+        drain_timeout: cfg.drain_timeout.0,
+        wait_for_master: cfg.wait_for_master.0,
+    }
+}
+
+/// Runs the proxy until an [`Event::Shutdown`] arrives (or the sender is dropped).
+pub async fn run(
+    cfg: Config,
+    client: TcpListener,
+    admin_listener: TcpListener,
+    mut events: mpsc::Receiver<Event>,
+) -> ShutdownReport {
+    let prometheus = m::install();
+    let mut cfg = Arc::new(cfg);
+    let table = Arc::new(RouteTable::default());
+    let status = Arc::new(ArcSwap::from_pointee(Status::default()));
+    let sentinel_choice = Arc::new(ArcSwap::from_pointee(None));
+    let trigger = Trigger::default();
+    let data = Arc::new(DataPath {
+        table: table.clone(),
+        settings: ArcSwap::from_pointee(settings(&cfg)),
+        limit: Arc::new(Semaphore::new(cfg.max_connections)),
+        active: AtomicUsize::new(0),
+        sessions: TaskTracker::new(),
+    });
+    metrics::gauge!(m::HAS_MASTER).set(0.0);
+
+    let shutting_down = CancellationToken::new();
+    let stop_control = CancellationToken::new();
+    let stop_accept = CancellationToken::new();
+    let stop_admin = CancellationToken::new();
+
+    let (reload_tx, reload_rx) = mpsc::channel::<Arc<Config>>(4);
+    let control = Control::new(
+        cfg.clone(),
+        table.clone(),
+        status.clone(),
+        sentinel_choice,
+        trigger,
+    );
+    let control_task = tokio::spawn(control.run(stop_control.clone(), reload_rx));
+    let accept_task = tokio::spawn(listener::accept_loop(
+        client,
+        data.clone(),
+        stop_accept.clone(),
+    ));
+    let admin_state = Arc::new(AdminState {
+        data: data.clone(),
+        status,
+        prometheus,
+        shutting_down: shutting_down.clone(),
+    });
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        admin_state,
+        stop_admin.clone(),
+    ));
+
+    while let Some(Event::Reload(new)) = events.recv().await {
+        let new = Arc::new(*new);
+        if new.listen != cfg.listen || new.admin != cfg.admin {
+            tracing::warn!(
+                "listen and admin addresses change only at a restart; keeping the current ones"
+            );
+        }
+        data.settings.store(Arc::new(settings(&new)));
+        let (old_max, new_max) = (cfg.max_connections, new.max_connections);
+        if new_max > old_max {
+            data.limit.add_permits(new_max - old_max);
+        } else if new_max < old_max {
+            data.limit.forget_permits(old_max - new_max);
+        }
+        if reload_tx.send(new.clone()).await.is_err() {
+            break;
+        }
+        metrics::counter!(m::CONFIG_RELOADS, "result" => "ok").increment(1);
+        tracing::info!(backends = new.backends.len(), "configuration reloaded");
+        cfg = new;
+    }
+
+    tracing::info!("shutting down: not ready, no longer accepting, draining sessions");
+    shutting_down.cancel();
+    stop_accept.cancel();
+    let _ = accept_task.await;
+    stop_control.cancel();
+    let _ = control_task.await;
+    table.publish(None, DrainMode::Graceful);
+    data.sessions.close();
+    let grace = cfg.shutdown_grace.0;
+    if tokio::time::timeout(grace, data.sessions.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?grace, "shutdown grace period over; closing the remaining sessions");
+    }
+    let sessions_left = data.sessions.len();
+    stop_admin.cancel();
+    let _ = admin_task.await;
+    tracing::info!(sessions_left, "stopped");
+    ShutdownReport { sessions_left }
+}

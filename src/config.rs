@@ -1,0 +1,735 @@
+//! Configuration: the TOML file format, command-line overrides, and the validated [`Config`].
+//!
+//! The file is parsed into `Raw*` structs (`deny_unknown_fields`, so a typo is an error, not a
+//! silently ignored setting); durations and addresses are checked while parsing so the TOML
+//! parser can point at the line. Cross-field rules (the check timeout must be shorter than the
+//! interval, at least one backend, …) are checked afterwards and name the key. Every error
+//! names the file.
+//!
+//! Passwords are never written in the TOML: `password_env` or `password_file` name where to read
+//! them, and they are held in a [`Secret`] that prints as `***`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Where a configuration error was found.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    /// TOML syntax or a value of the wrong shape; the message carries the line and column.
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    /// A value that parsed but breaks a rule; `key` names it (e.g. `health.timeout`).
+    #[error("{file}: key `{key}`: {message}")]
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// A duration written as `250ms`, `1s`, `1.5s` or `2m` (a bare number is rejected, because a
+/// unit-less `1` is ambiguous between seconds and milliseconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl FromStr for Dur {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("`{s}` has no unit (write e.g. `500ms`, `1s`, `2m`)"))?;
+        let (num, unit) = s.split_at(split);
+        let value: f64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a duration (write e.g. `500ms`, `1s`, `2m`)"))?;
+        let secs = match unit {
+            "ms" => value / 1000.0,
+            "s" => value,
+            "m" => value * 60.0,
+            _ => {
+                return Err(format!(
+                    "`{s}`: unknown unit `{unit}` (use `ms`, `s` or `m`)"
+                ))
+            }
+        };
+        if !secs.is_finite() || secs > 86_400.0 {
+            return Err(format!("`{s}` is out of range (at most 24 h)"));
+        }
+        Ok(Dur(Duration::from_secs_f64(secs)))
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms % 1000 == 0 {
+            write!(f, "{}s", ms / 1000)
+        } else {
+            write!(f, "{ms}ms")
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A `host:port` endpoint. The host may be a name: it is resolved again at every use, so a pod
+/// that restarts with a new IP is followed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    /// Name or IP literal, without brackets.
+    pub host: String,
+    pub port: u16,
+}
+
+impl FromStr for HostPort {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{s}` is not `host:port`"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("`{s}` has an empty host"));
+        }
+        if host.contains(char::is_whitespace) {
+            return Err(format!("`{s}`: the host contains white space"));
+        }
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("`{s}`: `{port}` is not a port number"))?;
+        if port == 0 {
+            return Err(format!("`{s}`: port 0 is not a backend port"));
+        }
+        Ok(HostPort {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HostPort {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for HostPort {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A password. `Debug`, `Display` and `Serialize` print a mask, so it cannot leak through logs,
+/// `check` output or `/status`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The only way to read the value: used when sending `AUTH`.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+/// How the relay moves bytes (see `relay.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayMode {
+    /// Copy small request/response traffic, move a direction to splice when it sees bulk reads.
+    #[default]
+    Auto,
+    /// Always splice(2) through a pipe (falls back to copy where the kernel refuses).
+    Splice,
+    /// Always copy through a userspace buffer.
+    Copy,
+}
+
+impl FromStr for RelayMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(RelayMode::Auto),
+            "splice" => Ok(RelayMode::Splice),
+            "copy" => Ok(RelayMode::Copy),
+            _ => Err(format!("`{s}` is not one of auto, splice, copy")),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file format.
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
+    backends: Option<Vec<HostPort>>,
+    max_connections: Option<usize>,
+    connect_timeout: Option<Dur>,
+    drain_timeout: Option<Dur>,
+    wait_for_master: Option<Dur>,
+    shutdown_grace: Option<Dur>,
+    relay: Option<RelayMode>,
+    health: Option<RawHealth>,
+    auth: Option<RawAuth>,
+    sentinel: Option<RawSentinel>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    interval: Option<Dur>,
+    timeout: Option<Dur>,
+    rise: Option<u32>,
+    fall: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    username: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+    /// Accepted by the parser only to be refused with a clear message.
+    password: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSentinel {
+    addresses: Option<Vec<HostPort>>,
+    master_name: Option<String>,
+    auth: Option<RawAuth>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The validated configuration.
+
+/// Everything the proxy runs with, validated.
+#[derive(Clone, Debug, Serialize)]
+pub struct Config {
+    /// Where clients connect (the `redis-master:6379` endpoint).
+    pub listen: SocketAddr,
+    /// The admin HTTP listener (`/metrics`, `/livez`, `/readyz`, `/status`); loopback by default
+    /// because it reveals topology.
+    pub admin: SocketAddr,
+    /// Candidate masters, in config order (the last tie-breaker of the election).
+    pub backends: Vec<HostPort>,
+    /// Client connections beyond this are closed at once, so a connection storm cannot exhaust
+    /// file descriptors needed by the sessions that already work.
+    pub max_connections: usize,
+    /// Bound on connecting to the master for a client session.
+    pub connect_timeout: Dur,
+    /// How long a session bound to a replaced master may deliver replies already on their way.
+    pub drain_timeout: Dur,
+    /// How long a new client waits for a master while there is none (during a failover).
+    pub wait_for_master: Dur,
+    /// SIGTERM: how long sessions may drain before the process exits.
+    pub shutdown_grace: Dur,
+    pub relay: RelayMode,
+    pub health: Health,
+    /// Credentials for the health checks (`AUTH [username] password`).
+    pub auth: Option<Auth>,
+    pub sentinel: Option<SentinelConfig>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Health {
+    /// Time between check rounds.
+    pub interval: Dur,
+    /// Bound on one check (resolve + connect + AUTH + INFO); must be shorter than `interval`.
+    pub timeout: Dur,
+    /// Consecutive passing checks before a down backend counts as up again.
+    pub rise: u32,
+    /// Consecutive failing checks before an up backend counts as down.
+    pub fall: u32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Auth {
+    /// ACL user; `None` sends the one-argument `AUTH password`.
+    pub username: Option<String>,
+    pub password: Secret,
+    /// Where the password came from, shown by `check` instead of the value.
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SentinelConfig {
+    pub addresses: Vec<HostPort>,
+    pub master_name: String,
+    pub auth: Option<Auth>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:16379";
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:8404";
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.parse().expect("constant address"),
+            admin: DEFAULT_ADMIN.parse().expect("constant address"),
+            backends: Vec::new(),
+            max_connections: 10_000,
+            connect_timeout: Dur(Duration::from_secs(1)),
+            drain_timeout: Dur(Duration::from_secs(2)),
+            wait_for_master: Dur(Duration::from_secs(3)),
+            shutdown_grace: Dur(Duration::from_secs(10)),
+            relay: RelayMode::Auto,
+            health: Health {
+                interval: Dur(Duration::from_secs(1)),
+                timeout: Dur(Duration::from_millis(500)),
+                rise: 2,
+                fall: 1,
+            },
+            auth: None,
+            sentinel: None,
+        }
+    }
+}
+
+/// Settings given on the command line; each one that is set wins over the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    pub backends: Vec<HostPort>,
+    pub interval: Option<Dur>,
+    pub relay: Option<RelayMode>,
+}
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string(), &Overrides::default())
+    }
+
+    /// Reads an optional file, applies the overrides, validates the result.
+    pub fn load_with(path: Option<&Path>, o: &Overrides) -> Result<Config, ConfigError> {
+        match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    file: p.display().to_string(),
+                    source,
+                })?;
+                Config::parse(&text, &p.display().to_string(), o)
+            }
+            None => Config::parse("", "<command line>", o),
+        }
+    }
+
+    /// Parses TOML text; `file` names the source in errors.
+    pub fn parse(text: &str, file: &str, o: &Overrides) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            file: file.to_string(),
+            key: key.to_string(),
+            message,
+        };
+        let d = Config::default();
+        let raw_health = raw.health.unwrap_or_default();
+        let health = Health {
+            interval: o
+                .interval
+                .or(raw_health.interval)
+                .unwrap_or(d.health.interval),
+            timeout: raw_health.timeout.unwrap_or(d.health.timeout),
+            rise: raw_health.rise.unwrap_or(d.health.rise),
+            fall: raw_health.fall.unwrap_or(d.health.fall),
+        };
+        let mut backends = if o.backends.is_empty() {
+            raw.backends.unwrap_or_default()
+        } else {
+            o.backends.clone()
+        };
+        let mut cfg = Config {
+            listen: o.listen.or(raw.listen).unwrap_or(d.listen),
+            admin: o.admin.or(raw.admin).unwrap_or(d.admin),
+            backends: Vec::new(),
+            max_connections: raw.max_connections.unwrap_or(d.max_connections),
+            connect_timeout: raw.connect_timeout.unwrap_or(d.connect_timeout),
+            drain_timeout: raw.drain_timeout.unwrap_or(d.drain_timeout),
+            wait_for_master: raw.wait_for_master.unwrap_or(d.wait_for_master),
+            shutdown_grace: raw.shutdown_grace.unwrap_or(d.shutdown_grace),
+            relay: o.relay.or(raw.relay).unwrap_or(d.relay),
+            health,
+            auth: raw
+                .auth
+                .map(|a| resolve_auth(a, "auth", file))
+                .transpose()?,
+            sentinel: None,
+        };
+
+        if backends.is_empty() {
+            return Err(invalid(
+                "backends",
+                "at least one backend is needed (e.g. backends = [\"127.0.0.1:6379\"], or --backend)"
+                    .into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for b in &backends {
+            if !seen.insert(b.clone()) {
+                return Err(invalid("backends", format!("`{b}` is listed twice")));
+            }
+        }
+        cfg.backends = std::mem::take(&mut backends);
+        if cfg.max_connections == 0 {
+            return Err(invalid("max_connections", "must be at least 1".into()));
+        }
+        let h = &cfg.health;
+        if h.interval.0 < Duration::from_millis(10) {
+            return Err(invalid("health.interval", "must be at least 10ms".into()));
+        }
+        if h.timeout.0.is_zero() {
+            return Err(invalid("health.timeout", "must be more than 0".into()));
+        }
+        if h.timeout.0 >= h.interval.0 {
+            return Err(invalid(
+                "health.timeout",
+                format!(
+                    "{} must be shorter than health.interval ({}), or checks overlap",
+                    h.timeout, h.interval
+                ),
+            ));
+        }
+        if h.rise == 0 {
+            return Err(invalid("health.rise", "must be at least 1".into()));
+        }
+        if h.fall == 0 {
+            return Err(invalid("health.fall", "must be at least 1".into()));
+        }
+        for (key, v) in [
+            ("connect_timeout", cfg.connect_timeout),
+            ("drain_timeout", cfg.drain_timeout),
+            ("shutdown_grace", cfg.shutdown_grace),
+        ] {
+            if v.0.is_zero() {
+                return Err(invalid(key, "must be more than 0".into()));
+            }
+        }
+        if let Some(s) = raw.sentinel {
+            let addresses = s.addresses.unwrap_or_default();
+            if addresses.is_empty() {
+                return Err(invalid(
+                    "sentinel.addresses",
+                    "at least one sentinel address is needed when [sentinel] is present".into(),
+                ));
+            }
+            let master_name = s.master_name.unwrap_or_default();
+            if master_name.is_empty() {
+                return Err(invalid(
+                    "sentinel.master_name",
+                    "the name the sentinels monitor (e.g. \"mymaster\") is needed".into(),
+                ));
+            }
+            cfg.sentinel = Some(SentinelConfig {
+                addresses,
+                master_name,
+                auth: s
+                    .auth
+                    .map(|a| resolve_auth(a, "sentinel.auth", file))
+                    .transpose()?,
+            });
+        }
+        Ok(cfg)
+    }
+
+    /// The effective configuration as TOML, secrets masked (for `check`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+fn resolve_auth(a: RawAuth, key: &str, file: &str) -> Result<Auth, ConfigError> {
+    let invalid = |k: &str, message: String| ConfigError::Invalid {
+        file: file.to_string(),
+        key: format!("{key}.{k}"),
+        message,
+    };
+    if a.password.is_some() {
+        return Err(invalid(
+            "password",
+            "passwords are not written in the config file; use password_env (an environment \
+             variable) or password_file"
+                .into(),
+        ));
+    }
+    let (password, source) = match (a.password_env, a.password_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "password_env",
+                "give either password_env or password_file, not both".into(),
+            ))
+        }
+        (None, None) => {
+            return Err(invalid(
+                "password_env",
+                "AUTH needs a password: set password_env or password_file".into(),
+            ))
+        }
+        (Some(var), None) => {
+            let v = std::env::var(&var).map_err(|_| {
+                invalid(
+                    "password_env",
+                    format!("environment variable `{var}` is not set"),
+                )
+            })?;
+            (v, format!("env:{var}"))
+        }
+        (None, Some(path)) => {
+            let v = std::fs::read_to_string(&path).map_err(|e| {
+                invalid(
+                    "password_file",
+                    format!("cannot read `{}`: {e}", path.display()),
+                )
+            })?;
+            // Secret files from Kubernetes often end with a newline that is not part of it.
+            let v = v.trim_end_matches(['\r', '\n']).to_string();
+            (v, format!("file:{}", path.display()))
+        }
+    };
+    if password.is_empty() {
+        return Err(invalid(
+            "password_env",
+            format!("the password from {source} is empty"),
+        ));
+    }
+    if let Some(u) = &a.username {
+        if u.is_empty() || u.contains(char::is_whitespace) {
+            return Err(invalid(
+                "username",
+                format!("`{u}` is not a valid ACL user name"),
+            ));
+        }
+    }
+    Ok(Auth {
+        username: a.username,
+        password: Secret::new(password),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "test.toml", &Overrides::default())
+    }
+
+    #[test]
+    fn durations_need_units() {
+        assert_eq!(
+            "250ms".parse::<Dur>().unwrap().0,
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            "1.5s".parse::<Dur>().unwrap().0,
+            Duration::from_millis(1500)
+        );
+        assert_eq!("2m".parse::<Dur>().unwrap().0, Duration::from_secs(120));
+        for bad in ["1", "s", "1h", "-1s", "1e999s", ""] {
+            assert!(bad.parse::<Dur>().is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn host_port_forms() {
+        let h: HostPort = "redis-v2-0.redis:6379".parse().unwrap();
+        assert_eq!((h.host.as_str(), h.port), ("redis-v2-0.redis", 6379));
+        let h: HostPort = "[::1]:6380".parse().unwrap();
+        assert_eq!(h.host, "::1");
+        assert_eq!(h.to_string(), "[::1]:6380");
+        for bad in ["nohost", ":6379", "a:0", "a:99999", "a b:1"] {
+            assert!(bad.parse::<HostPort>().is_err(), "{bad} should be refused");
+        }
+    }
+
+    /// Each bad file must be refused with a message that names the key (and for parse errors the
+    /// line), so an operator can fix it without reading the source.
+    #[test]
+    fn bad_configs_name_the_key() {
+        let cases: &[(&str, &[&str])] = &[
+            ("", &["backends", "at least one backend"]),
+            ("backends = []", &["backends"]),
+            ("backends = [\"a:1\", \"a:1\"]", &["backends", "twice"]),
+            ("backends = [\"a\"]", &["line 1", "host:port"]),
+            ("backends = [\"a:1\"]\nbogus = 1", &["line 2", "bogus"]),
+            (
+                "backends = [\"a:1\"]\n[health]\ninterval = \"1\"",
+                &["line 3", "no unit"],
+            ),
+            (
+                "backends = [\"a:1\"]\n[health]\ntimeout = \"2s\"",
+                &["health.timeout", "shorter"],
+            ),
+            ("backends = [\"a:1\"]\n[health]\nrise = 0", &["health.rise"]),
+            ("backends = [\"a:1\"]\n[health]\nfall = 0", &["health.fall"]),
+            (
+                "backends = [\"a:1\"]\n[health]\nintervall = \"1s\"",
+                &["line 3", "intervall"],
+            ),
+            (
+                "backends = [\"a:1\"]\nmax_connections = 0",
+                &["max_connections"],
+            ),
+            (
+                "backends = [\"a:1\"]\nlisten = \"nowhere\"",
+                &["line 2", "listen"],
+            ),
+            (
+                "backends = [\"a:1\"]\nrelay = \"fast\"",
+                &["line 2", "relay"],
+            ),
+            (
+                "backends = [\"a:1\"]\n[auth]\npassword = \"x\"",
+                &["auth.password", "password_env"],
+            ),
+            (
+                "backends = [\"a:1\"]\n[auth]\nusername = \"u\"",
+                &["auth.password_env"],
+            ),
+            (
+                "backends = [\"a:1\"]\n[auth]\npassword_env = \"RMP_TEST_SURELY_UNSET\"",
+                &["auth.password_env", "RMP_TEST_SURELY_UNSET", "not set"],
+            ),
+            (
+                "backends = [\"a:1\"]\n[auth]\npassword_file = \"/nonexistent/pw\"",
+                &["auth.password_file", "/nonexistent/pw"],
+            ),
+            (
+                "backends = [\"a:1\"]\n[sentinel]\nmaster_name = \"m\"",
+                &["sentinel.addresses"],
+            ),
+            (
+                "backends = [\"a:1\"]\n[sentinel]\naddresses = [\"s:26379\"]",
+                &["sentinel.master_name"],
+            ),
+            ("backends = [\"a:1\"\n", &["line"]),
+        ];
+        for (text, needles) in cases {
+            let err = parse(text).expect_err(text).to_string();
+            assert!(
+                err.contains("test.toml"),
+                "{text:?}: error does not name the file: {err}"
+            );
+            for n in *needles {
+                assert!(err.contains(n), "{text:?}: error lacks {n:?}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let o = Overrides {
+            backends: vec!["127.0.0.1:7000".parse().unwrap()],
+            interval: Some("2s".parse().unwrap()),
+            ..Default::default()
+        };
+        let c = Config::parse(
+            "backends = [\"a:1\"]\n[health]\ninterval = \"1s\"",
+            "t.toml",
+            &o,
+        )
+        .unwrap();
+        assert_eq!(c.backends, o.backends);
+        assert_eq!(c.health.interval.0, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn password_from_file_is_masked() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "hunter2\n").unwrap();
+        let text = format!(
+            "backends = [\"a:1\"]\n[auth]\nusername = \"proxy\"\npassword_file = \"{}\"",
+            pw.display()
+        );
+        let c = parse(&text).unwrap();
+        let auth = c.auth.as_ref().unwrap();
+        assert_eq!(auth.password.expose(), "hunter2");
+        let shown = format!("{c:?}{}", c.to_toml());
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("***"));
+    }
+
+    #[test]
+    fn shipped_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                // Shipped configs read the password from an env var that may be unset here.
+                std::env::set_var("REDIS_PASSWORD", "example");
+                Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "expected the example and demo configs in {dir:?}");
+    }
+}

@@ -1,0 +1,458 @@
+//! The control plane's loop: check every backend each round, apply hysteresis, elect, publish.
+//!
+//! A round checks all backends concurrently (each bounded by `health.timeout`), then runs the
+//! pure election of `election.rs` on the results and publishes the outcome to the
+//! [`RouteTable`]. Logs and counters fire on transitions only (a backend going down, a role
+//! change, a new master, a split brain appearing), never on every tick.
+//!
+//! After anything changes (a role, a replication id, the route), rounds run every
+//! [`FAST_INTERVAL`] for [`FAST_PERIOD`], so a switch in progress is followed in tens of
+//! milliseconds rather than at the next one-second tick. Other parts (the sentinel watcher) can
+//! ask for an immediate round through [`Trigger`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, HostPort};
+use crate::election::{self, Candidate, Hysteresis};
+use crate::health::{self, CheckError};
+use crate::info::{ReplicationInfo, Role};
+use crate::metrics as m;
+use crate::routing::{DrainMode, RouteTable};
+
+/// Interval of rounds while something is changing.
+pub const FAST_INTERVAL: Duration = Duration::from_millis(100);
+/// How long the fast interval lasts after the last change.
+pub const FAST_PERIOD: Duration = Duration::from_secs(5);
+
+/// Asks the control loop for a round now (e.g. a sentinel announced a failover).
+#[derive(Clone, Default)]
+pub struct Trigger(Arc<Notify>);
+
+impl Trigger {
+    pub fn fire(&self) {
+        self.0.notify_one();
+    }
+    async fn fired(&self) {
+        self.0.notified().await
+    }
+}
+
+/// What the control loop knows of one backend between rounds.
+#[derive(Debug)]
+struct Backend {
+    config: HostPort,
+    /// `host:port` as configured, shared with routes and metric labels.
+    name: Arc<str>,
+    health: Hysteresis,
+    /// The last successful check's report; cleared when a check fails so a down backend's
+    /// stale role never counts.
+    info: Option<ReplicationInfo>,
+    /// The address the last check resolved.
+    addr: Option<SocketAddr>,
+    last_error: Option<CheckError>,
+    last_latency: Option<Duration>,
+    /// Reason label of the last failure, to log a changed reason once.
+    last_reason: Option<&'static str>,
+}
+
+/// A snapshot for `/status` and the `status` command. Secrets never enter it.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Status {
+    pub backends: Vec<BackendStatus>,
+    pub master: Option<MasterStatus>,
+    /// Completed check rounds.
+    pub rounds: u64,
+    /// Whether a split brain was seen in the last round.
+    pub split_brain: bool,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BackendStatus {
+    pub backend: String,
+    pub address: Option<String>,
+    pub up: bool,
+    /// Why the last check failed; `None` when it passed.
+    pub error: Option<String>,
+    pub role: Option<Role>,
+    pub repl_offset: Option<u64>,
+    /// Bytes behind the current master's offset (replicas of it only).
+    pub lag_bytes: Option<u64>,
+    pub master_link_up: Option<bool>,
+    pub connected_replicas: Option<u32>,
+    pub last_check_ms: Option<f64>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MasterStatus {
+    pub backend: String,
+    pub address: String,
+    pub epoch: u64,
+    /// Unix time (seconds) of the last route change.
+    pub since_unix: u64,
+}
+
+/// The control loop's state.
+pub struct Control {
+    backends: Vec<Backend>,
+    cfg: Arc<Config>,
+    table: Arc<RouteTable>,
+    status: Arc<ArcSwap<Status>>,
+    /// Which backend the sentinels' majority names, set by the sentinel watcher.
+    sentinel_choice: Arc<ArcSwap<Option<HostPort>>>,
+    trigger: Trigger,
+    /// Run rounds at [`FAST_INTERVAL`] until then.
+    fast_until: Option<Instant>,
+    /// The split brain masters last logged, so a standing conflict is logged once.
+    last_conflict: Vec<usize>,
+    /// Whether the last round's sentinel disagreement has been logged.
+    sentinel_disagreed: bool,
+    rounds: u64,
+    since: Option<SystemTime>,
+}
+
+impl Control {
+    pub fn new(
+        cfg: Arc<Config>,
+        table: Arc<RouteTable>,
+        status: Arc<ArcSwap<Status>>,
+        sentinel_choice: Arc<ArcSwap<Option<HostPort>>>,
+        trigger: Trigger,
+    ) -> Control {
+        let mut c = Control {
+            backends: Vec::new(),
+            cfg: cfg.clone(),
+            table,
+            status,
+            sentinel_choice,
+            trigger,
+            fast_until: None,
+            last_conflict: Vec::new(),
+            sentinel_disagreed: false,
+            rounds: 0,
+            since: None,
+        };
+        c.reconfigure(cfg);
+        c
+    }
+
+    /// Takes a new configuration: backends that stay keep their state (so a reload does not
+    /// reset hysteresis or move the route); new ones start unknown; removed ones are dropped.
+    pub fn reconfigure(&mut self, cfg: Arc<Config>) {
+        let mut old = std::mem::take(&mut self.backends);
+        self.backends = cfg
+            .backends
+            .iter()
+            .map(|hp| match old.iter().position(|b| &b.config == hp) {
+                Some(i) => old.swap_remove(i),
+                None => Backend {
+                    config: hp.clone(),
+                    name: Arc::from(hp.to_string()),
+                    health: Hysteresis::default(),
+                    info: None,
+                    addr: None,
+                    last_error: None,
+                    last_latency: None,
+                    last_reason: None,
+                },
+            })
+            .collect();
+        for gone in old {
+            tracing::info!(backend = %gone.name, "backend removed from the configuration");
+            for (name, v) in [(m::BACKEND_UP, 0.0), (m::MASTER_INFO, 0.0)] {
+                metrics::gauge!(name, "backend" => gone.name.to_string()).set(v);
+            }
+        }
+        metrics::gauge!(m::CLIENT_MAX).set(cfg.max_connections as f64);
+        self.cfg = cfg;
+    }
+
+    /// Runs rounds until `shutdown`, taking reloaded configurations from `reloads` between
+    /// rounds.
+    pub async fn run(
+        mut self,
+        shutdown: CancellationToken,
+        mut reloads: tokio::sync::mpsc::Receiver<Arc<Config>>,
+    ) {
+        loop {
+            while let Ok(cfg) = reloads.try_recv() {
+                self.reconfigure(cfg);
+            }
+            let started = tokio::time::Instant::now();
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.round() => {}
+            }
+            let fast = self.fast_until.is_some_and(|t| Instant::now() < t);
+            let interval = if fast {
+                FAST_INTERVAL
+            } else {
+                self.cfg.health.interval.0
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep_until(started + interval) => {}
+                _ = self.trigger.fired() => {
+                    self.fast_until = Some(Instant::now() + FAST_PERIOD);
+                }
+                Some(cfg) = reloads.recv() => self.reconfigure(cfg),
+            }
+        }
+    }
+
+    /// Checks every backend once, concurrently, then elects and publishes.
+    pub async fn round(&mut self) {
+        let auth = self.cfg.auth.clone();
+        let timeout = self.cfg.health.timeout.0;
+        let mut set = tokio::task::JoinSet::new();
+        for (i, b) in self.backends.iter().enumerate() {
+            let hp = b.config.clone();
+            let auth = auth.clone();
+            set.spawn(async move { (i, health::check(&hp, auth.as_ref(), timeout).await) });
+        }
+        let mut reports = Vec::with_capacity(self.backends.len());
+        while let Some(r) = set.join_next().await {
+            if let Ok(r) = r {
+                reports.push(r);
+            }
+        }
+        let mut changed = false;
+        for (i, report) in reports {
+            changed |= self.observe(i, report);
+        }
+        changed |= self.elect_and_publish();
+        if changed {
+            self.fast_until = Some(Instant::now() + FAST_PERIOD);
+        }
+        self.rounds += 1;
+        self.publish_status();
+    }
+
+    /// Applies one check report; returns whether something that matters to the election
+    /// changed (up/down, role, replication id).
+    fn observe(&mut self, i: usize, report: health::Report) -> bool {
+        let rise = self.cfg.health.rise;
+        let fall = self.cfg.health.fall;
+        let b = &mut self.backends[i];
+        let label = b.name.to_string();
+        metrics::histogram!(m::CHECK_DURATION, "backend" => label.clone())
+            .record(report.latency.as_secs_f64());
+        b.last_latency = Some(report.latency);
+        if report.addr.is_some() {
+            b.addr = report.addr;
+        }
+        let mut changed = false;
+        match report.result {
+            Ok(info) => {
+                let flipped = b.health.observe(true, rise, fall);
+                if flipped == Some(true) {
+                    tracing::info!(backend = %b.name, addr = ?b.addr, role = info.role.as_str(), "backend up");
+                }
+                if let Some(old) = &b.info {
+                    if old.role != info.role || old.master_replid != info.master_replid {
+                        tracing::info!(
+                            backend = %b.name,
+                            role = info.role.as_str(),
+                            was = old.role.as_str(),
+                            replid = %info.master_replid,
+                            replid2 = %info.master_replid2,
+                            "backend replication state changed"
+                        );
+                        changed = true;
+                    }
+                }
+                changed |= flipped.is_some();
+                b.last_error = None;
+                b.last_reason = None;
+                b.info = Some(info);
+            }
+            Err(err) => {
+                let reason = err.reason();
+                metrics::counter!(m::CHECK_FAILURES, "backend" => label.clone(), "reason" => reason)
+                    .increment(1);
+                let flipped = b.health.observe(false, rise, fall);
+                if flipped == Some(false) {
+                    tracing::warn!(backend = %b.name, reason, error = %err, "backend down");
+                } else if b.last_reason != Some(reason) && !b.health.is_up() {
+                    tracing::info!(backend = %b.name, reason, error = %err, "backend still down, for another reason");
+                }
+                changed |= flipped.is_some();
+                b.last_reason = Some(reason);
+                b.last_error = Some(err);
+                if !b.health.is_up() {
+                    b.info = None;
+                }
+            }
+        }
+        let up = b.health.is_up();
+        metrics::gauge!(m::BACKEND_UP, "backend" => label.clone()).set(if up { 1.0 } else { 0.0 });
+        if let Some(info) = &b.info {
+            for role in [Role::Master, Role::Replica] {
+                let v = if info.role == role { 1.0 } else { 0.0 };
+                metrics::gauge!(m::BACKEND_ROLE, "backend" => label.clone(), "role" => role.as_str())
+                    .set(v);
+            }
+            metrics::gauge!(m::BACKEND_REPL_OFFSET, "backend" => label)
+                .set(info.master_repl_offset as f64);
+        }
+        changed
+    }
+
+    /// Runs the election on the current state and publishes its choice.
+    fn elect_and_publish(&mut self) -> bool {
+        let current = self
+            .table
+            .load()
+            .and_then(|r| self.backends.iter().position(|b| b.name == r.backend));
+        let sentinel = self
+            .sentinel_choice
+            .load()
+            .as_ref()
+            .as_ref()
+            .and_then(|hp| self.backends.iter().position(|b| &b.config == hp));
+        let cands: Vec<Candidate> = self
+            .backends
+            .iter()
+            .map(|b| Candidate {
+                up: b.health.is_up(),
+                info: b.info.as_ref(),
+            })
+            .collect();
+        let out = election::elect(&cands, current, sentinel);
+
+        if out.split_brain() {
+            if out.masters != self.last_conflict {
+                let names: Vec<&str> = out
+                    .masters
+                    .iter()
+                    .map(|&i| &*self.backends[i].name)
+                    .collect();
+                tracing::error!(masters = ?names, chosen = ?out.chosen.map(|i| &*self.backends[i].name), "split brain: more than one backend reports role:master with unrelated histories; routing to one only");
+                metrics::counter!(m::SPLIT_BRAIN).increment(1);
+                self.last_conflict = out.masters.clone();
+            }
+        } else {
+            self.last_conflict.clear();
+        }
+        for &(promoted, old) in &out.superseded {
+            if current == Some(old) {
+                tracing::warn!(
+                    promoted = %self.backends[promoted].name,
+                    demoted = %self.backends[old].name,
+                    "a replica was promoted out of the current master's history; switching now, while the old master still reports role:master"
+                );
+            }
+        }
+        if out.sentinel_disagrees != self.sentinel_disagreed {
+            if out.sentinel_disagrees {
+                let named = sentinel.map(|i| &*self.backends[i].name);
+                tracing::warn!(sentinel_master = ?named, chosen = ?out.chosen.map(|i| &*self.backends[i].name), "the sentinels name a master that the INFO checks do not confirm; keeping the INFO choice");
+                metrics::counter!(m::SENTINEL_DISAGREEMENTS).increment(1);
+            }
+            self.sentinel_disagreed = out.sentinel_disagrees;
+        }
+
+        let target = out.chosen.and_then(|i| {
+            let b = &self.backends[i];
+            b.addr.map(|a| (b.name.clone(), a))
+        });
+        // Sessions on the old master deliver in-flight replies only while it still answers as
+        // a master; otherwise nothing useful can come back and they close at once.
+        let mode = match current.map(|i| &self.backends[i]) {
+            Some(old)
+                if old.health.is_up()
+                    && old.info.as_ref().is_some_and(|i| i.role == Role::Master) =>
+            {
+                DrainMode::Graceful
+            }
+            _ => DrainMode::Immediate,
+        };
+        let Some(new) = self.table.publish(target, mode) else {
+            return false;
+        };
+        self.since = Some(SystemTime::now());
+        metrics::counter!(m::MASTER_CHANGES).increment(1);
+        metrics::gauge!(m::ROUTE_EPOCH).set(self.table.epoch() as f64);
+        metrics::gauge!(m::HAS_MASTER).set(if new.is_some() { 1.0 } else { 0.0 });
+        for b in &self.backends {
+            let is = new.as_ref().is_some_and(|r| r.backend == b.name);
+            metrics::gauge!(m::MASTER_INFO, "backend" => b.name.to_string()).set(if is {
+                1.0
+            } else {
+                0.0
+            });
+        }
+        match &new {
+            Some(r) => tracing::warn!(
+                master = %r.backend,
+                addr = %r.addr,
+                epoch = r.epoch,
+                previous = ?current.map(|i| &*self.backends[i].name),
+                drain = ?mode,
+                "master route published"
+            ),
+            None => tracing::error!(
+                previous = ?current.map(|i| &*self.backends[i].name),
+                epoch = self.table.epoch(),
+                "no backend qualifies as master: route withdrawn, new clients wait"
+            ),
+        }
+        true
+    }
+
+    fn publish_status(&self) {
+        let route = self.table.load();
+        let master_offset = route
+            .as_ref()
+            .and_then(|r| self.backends.iter().find(|b| b.name == r.backend))
+            .and_then(|b| b.info.as_ref())
+            .map(|i| (i.master_repl_offset, i.master_replid.clone()));
+        let backends = self
+            .backends
+            .iter()
+            .map(|b| {
+                let lag = match (&b.info, &master_offset) {
+                    (Some(i), Some((off, replid)))
+                        if i.role == Role::Replica && &i.master_replid == replid =>
+                    {
+                        Some(off.saturating_sub(i.master_repl_offset))
+                    }
+                    _ => None,
+                };
+                BackendStatus {
+                    backend: b.name.to_string(),
+                    address: b.addr.map(|a| a.to_string()),
+                    up: b.health.is_up(),
+                    error: b.last_error.as_ref().map(|e| e.to_string()),
+                    role: b.info.as_ref().map(|i| i.role),
+                    repl_offset: b.info.as_ref().map(|i| i.master_repl_offset),
+                    lag_bytes: lag,
+                    master_link_up: b.info.as_ref().and_then(|i| i.master_link_up),
+                    connected_replicas: b.info.as_ref().map(|i| i.connected_slaves),
+                    last_check_ms: b.last_latency.map(|d| d.as_secs_f64() * 1000.0),
+                }
+            })
+            .collect();
+        let master = route.map(|r| MasterStatus {
+            backend: r.backend.to_string(),
+            address: r.addr.to_string(),
+            epoch: r.epoch,
+            since_unix: self
+                .since
+                .and_then(|s| s.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        });
+        self.status.store(Arc::new(Status {
+            backends,
+            master,
+            rounds: self.rounds,
+            split_brain: !self.last_conflict.is_empty(),
+        }));
+    }
+}

@@ -1,0 +1,175 @@
+//! One health check of one backend: resolve, connect, `AUTH`, `INFO replication`, all within
+//! one timeout.
+//!
+//! Every check resolves the host name again (a pod that restarts with a new IP is followed at
+//! the next check) and opens a fresh connection, as HAProxy's `tcp-check` does, so a check never
+//! depends on a connection that went stale while the node was paused or moved. What is read is
+//! bounded by [`info::MAX_REPLY_BYTES`]; a peer that accepts and never answers (a `SIGSTOP`ped
+//! Redis) is caught by the timeout.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::config::{Auth, HostPort};
+use crate::info::{self, ReplicationInfo, ReplyError};
+
+/// Why a check failed. [`CheckError::reason`] is the bounded metric label.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    #[error("cannot resolve {host}: {message}")]
+    Resolve { host: String, message: String },
+    #[error("connection refused by {0}")]
+    Refused(SocketAddr),
+    #[error("cannot connect to {addr}: {message}")]
+    Connect { addr: SocketAddr, message: String },
+    #[error("no answer within {timeout:?} (while {stage})")]
+    Timeout {
+        timeout: Duration,
+        stage: &'static str,
+    },
+    #[error("connection closed before a complete reply")]
+    Closed,
+    #[error("I/O error: {0}")]
+    Io(String),
+    #[error("AUTH refused: {0}")]
+    Auth(String),
+    #[error("{0}")]
+    Reply(ReplyError),
+}
+
+impl CheckError {
+    /// A short, bounded label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CheckError::Resolve { .. } => "resolve",
+            CheckError::Refused(_) => "refused",
+            CheckError::Connect { .. } => "connect",
+            CheckError::Timeout { .. } => "timeout",
+            CheckError::Closed => "closed",
+            CheckError::Io(_) => "io",
+            CheckError::Auth(_) => "auth",
+            CheckError::Reply(ReplyError::Redis(e)) if e.starts_with("LOADING") => "loading",
+            CheckError::Reply(ReplyError::Redis(e))
+                if e.starts_with("NOAUTH")
+                    || e.starts_with("WRONGPASS")
+                    || e.starts_with("NOPERM") =>
+            {
+                "auth"
+            }
+            CheckError::Reply(ReplyError::Redis(_)) => "error_reply",
+            CheckError::Reply(ReplyError::Oversized) => "oversized",
+            CheckError::Reply(_) => "protocol",
+        }
+    }
+}
+
+/// The outcome of one check.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The address the name resolved to, when resolution succeeded.
+    pub addr: Option<SocketAddr>,
+    pub result: Result<ReplicationInfo, CheckError>,
+    pub latency: Duration,
+}
+
+/// Checks `backend` once, within `timeout`.
+pub async fn check(backend: &HostPort, auth: Option<&Auth>, timeout: Duration) -> Report {
+    let started = Instant::now();
+    // Shared with the check future so a timeout can say where it stopped.
+    let progress: Mutex<(&'static str, Option<SocketAddr>)> = Mutex::new(("resolving", None));
+    let set = |stage: &'static str, addr: Option<SocketAddr>| {
+        if let Ok(mut p) = progress.lock() {
+            p.0 = stage;
+            if addr.is_some() {
+                p.1 = addr;
+            }
+        }
+    };
+    let run = async {
+        let addr = resolve(backend).await?;
+        set("connecting", Some(addr));
+        let mut stream = TcpStream::connect(addr).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                CheckError::Refused(addr)
+            } else {
+                CheckError::Connect {
+                    addr,
+                    message: e.to_string(),
+                }
+            }
+        })?;
+        let _ = stream.set_nodelay(true);
+        let request =
+            info::check_request(auth.map(|a| (a.username.as_deref(), a.password.expose())));
+        set("sending", None);
+        stream
+            .write_all(&request)
+            .await
+            .map_err(|e| CheckError::Io(e.to_string()))?;
+        let mut buf = BytesMut::with_capacity(4096);
+        if auth.is_some() {
+            set("waiting for the AUTH reply", None);
+            let frame = read_frame(&mut stream, &mut buf).await?;
+            info::check_auth_reply(&frame).map_err(|e| match e {
+                ReplyError::Redis(msg) => CheckError::Auth(msg),
+                other => CheckError::Reply(other),
+            })?;
+        }
+        set("waiting for the INFO reply", None);
+        let frame = read_frame(&mut stream, &mut buf).await?;
+        info::parse_info_reply(&frame).map_err(CheckError::Reply)
+    };
+    let result = match tokio::time::timeout(timeout, run).await {
+        Ok(r) => r,
+        Err(_) => Err(CheckError::Timeout {
+            timeout,
+            stage: progress.lock().map(|p| p.0).unwrap_or("checking"),
+        }),
+    };
+    let addr = progress.lock().ok().and_then(|p| p.1);
+    Report {
+        addr,
+        result,
+        latency: started.elapsed(),
+    }
+}
+
+/// Resolves the backend's host name now (no caching: a restarted pod's new IP is seen at once).
+pub async fn resolve(backend: &HostPort) -> Result<SocketAddr, CheckError> {
+    if let Ok(ip) = backend.host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, backend.port));
+    }
+    let err = |message: String| CheckError::Resolve {
+        host: backend.host.clone(),
+        message,
+    };
+    let mut addrs = tokio::net::lookup_host((backend.host.as_str(), backend.port))
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    addrs.next().ok_or_else(|| err("no addresses".into()))
+}
+
+async fn read_frame(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<redis_protocol::resp2::types::OwnedFrame, CheckError> {
+    loop {
+        if let Some(frame) = info::take_frame(buf).map_err(CheckError::Reply)? {
+            return Ok(frame);
+        }
+        buf.reserve(4096);
+        // Never read past the bound: at most MAX_REPLY_BYTES + one read are ever held.
+        let n = stream
+            .read_buf(buf)
+            .await
+            .map_err(|e| CheckError::Io(e.to_string()))?;
+        if n == 0 {
+            return Err(CheckError::Closed);
+        }
+    }
+}

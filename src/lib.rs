@@ -1,0 +1,45 @@
+//! redis-master-proxy: the one endpoint through which applications reach the writable Redis
+//! master.
+//!
+//! # Architecture
+//! The **control plane** decides where clients go; the **data path** moves their bytes. They
+//! meet in one small shared type, the current [`routing::Route`], held in an `ArcSwap`.
+//!
+//! Control plane (one task, plus its checks):
+//! - [`config`]: the TOML file and flags → a validated [`config::Config`].
+//! - [`info`]: sans-IO encoding of the check commands and parsing of `INFO replication`.
+//! - [`health`]: one check of one backend (resolve, connect, AUTH, INFO, bounded by a timeout).
+//! - [`election`]: pure rules: rise/fall hysteresis and exactly one master.
+//! - [`control`]: the loop: check all backends each round, elect, publish, status, metrics.
+//! - [`admin`], [`metrics`]: `/metrics`, `/livez`, `/readyz`, `/status`; metric names.
+//!
+//! Data path (one task per client session):
+//! - [`listener`]: bounded accept loop; binds each client to the current route; connects.
+//! - [`relay`]: both directions until close or drain; copy or splice per direction.
+//! - [`splice`]: the only `unsafe`: `splice(2)` through a pipe, Linux only.
+//!
+//! [`app`] wires them and runs the shutdown sequence; [`shutdown`] maps signals.
+//!
+//! # Glossary
+//! - **client**: an application connection accepted on the listen address.
+//! - **backend**: a configured Redis server (`host:port`), a candidate master.
+//! - **route**: the backend clients are sent to now, with its resolved address and epoch.
+//! - **epoch**: a counter bumped at every publish, so two routes to the same backend differ.
+//! - **drain**: what happens to sessions bound to a route that was replaced: they stop
+//!   forwarding client bytes at once, deliver replies already on their way, then close.
+
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+pub mod admin;
+pub mod app;
+pub mod config;
+pub mod control;
+pub mod election;
+pub mod health;
+pub mod info;
+pub mod listener;
+pub mod metrics;
+pub mod relay;
+pub mod routing;
+pub mod shutdown;
+pub mod splice;

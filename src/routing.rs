@@ -1,0 +1,205 @@
+//! The one type the control plane and the data path share: the current [`Route`].
+//!
+//! The control plane calls [`RouteTable::publish`]; the data path calls [`RouteTable::load`]
+//! once per client connection (an `ArcSwap` load: no lock, no I/O). Each route carries a drain
+//! signal: `publish` stores the new route first and then fires the old route's signal, so every
+//! session bound to the old master stops forwarding client bytes to it, while new connections
+//! already get the new route.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Where client connections go now.
+#[derive(Debug)]
+pub struct Route {
+    /// Increments on every publish (including withdrawals), so logs and metrics can tell two
+    /// routes to the same backend apart.
+    pub epoch: u64,
+    /// The backend as configured (`host:port`), for logs and metric labels.
+    pub backend: Arc<str>,
+    /// The address the backend resolved to at the check that elected it.
+    pub addr: SocketAddr,
+    /// Fired when this route is replaced or withdrawn.
+    drain: CancellationToken,
+    /// How sessions on this route end once `drain` fires (a [`DrainMode`] as u8); written before
+    /// the token fires.
+    mode: AtomicU8,
+}
+
+/// How sessions bound to a replaced route end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum DrainMode {
+    /// Stop forwarding client bytes; deliver replies already on their way back; close within the
+    /// drain timeout. Used when the old master still answers.
+    Graceful = 0,
+    /// Close at once: the old master is unreachable or already a replica, so nothing useful can
+    /// come back from it.
+    Immediate = 1,
+}
+
+impl Route {
+    /// Resolves when this route has been replaced or withdrawn.
+    pub async fn drained(&self) {
+        self.drain.cancelled().await
+    }
+
+    /// Whether this route has been replaced or withdrawn. Checked before every forward to the
+    /// backend, so not a single client byte goes to a demoted master after `publish` returns.
+    pub fn is_drained(&self) -> bool {
+        self.drain.is_cancelled()
+    }
+
+    pub fn drain_mode(&self) -> DrainMode {
+        if self.mode.load(Ordering::Acquire) == DrainMode::Immediate as u8 {
+            DrainMode::Immediate
+        } else {
+            DrainMode::Graceful
+        }
+    }
+}
+
+/// The published route, and a way to wait for one.
+pub struct RouteTable {
+    current: ArcSwapOption<Route>,
+    /// Serialises publishers (the election loop, shutdown) and holds the last epoch.
+    publish_lock: Mutex<u64>,
+    /// Ticks on every publish, so connections waiting for a master wake up at once.
+    changed: watch::Sender<u64>,
+}
+
+impl Default for RouteTable {
+    fn default() -> Self {
+        RouteTable {
+            current: ArcSwapOption::empty(),
+            publish_lock: Mutex::new(0),
+            changed: watch::Sender::new(0),
+        }
+    }
+}
+
+impl RouteTable {
+    /// The current route, if any. Cheap: called once per accepted connection.
+    pub fn load(&self) -> Option<Arc<Route>> {
+        self.current.load_full()
+    }
+
+    /// Makes `target` the route (or withdraws it with `None`), then drains the previous route.
+    /// Returns the new route when anything changed; publishing the same backend and address
+    /// again is a no-op, so sessions are never drained for nothing.
+    pub fn publish(
+        &self,
+        target: Option<(Arc<str>, SocketAddr)>,
+        mode: DrainMode,
+    ) -> Option<Option<Arc<Route>>> {
+        let mut epoch = self.publish_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.current.load_full();
+        let same = match (&old, &target) {
+            (None, None) => true,
+            (Some(o), Some((b, a))) => o.backend == *b && o.addr == *a,
+            _ => false,
+        };
+        if same {
+            return None;
+        }
+        *epoch += 1;
+        let new = target.map(|(backend, addr)| {
+            Arc::new(Route {
+                epoch: *epoch,
+                backend,
+                addr,
+                drain: CancellationToken::new(),
+                mode: AtomicU8::new(DrainMode::Graceful as u8),
+            })
+        });
+        self.current.store(new.clone());
+        if let Some(old) = old {
+            old.mode.store(mode as u8, Ordering::Release);
+            old.drain.cancel();
+        }
+        self.changed.send_replace(*epoch);
+        Some(new)
+    }
+
+    /// The current route, waiting up to `timeout` for one to be published.
+    pub async fn wait_for_route(&self, timeout: Duration) -> Option<Arc<Route>> {
+        self.wait_for_route_except(None, timeout).await
+    }
+
+    /// Like [`wait_for_route`](Self::wait_for_route), but a route with epoch `not` (one whose
+    /// master just refused a connection) does not count: waits for the next publish.
+    pub async fn wait_for_route_except(
+        &self,
+        not: Option<u64>,
+        timeout: Duration,
+    ) -> Option<Arc<Route>> {
+        let mut rx = self.changed.subscribe();
+        let wait = async {
+            loop {
+                if let Some(r) = self.load().filter(|r| Some(r.epoch) != not) {
+                    return Some(r);
+                }
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.ok().flatten()
+    }
+
+    /// The epoch of the last publish (0 before the first).
+    pub fn epoch(&self) -> u64 {
+        *self.changed.borrow()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(name: &str, port: u16) -> Option<(Arc<str>, SocketAddr)> {
+        Some((Arc::from(name), SocketAddr::from(([127, 0, 0, 1], port))))
+    }
+
+    #[test]
+    fn publish_swaps_then_drains_the_old_route() {
+        let t = RouteTable::default();
+        assert!(t.load().is_none());
+        t.publish(target("a", 1), DrainMode::Graceful).unwrap();
+        let a = t.load().unwrap();
+        assert_eq!(a.epoch, 1);
+        assert!(
+            t.publish(target("a", 1), DrainMode::Graceful).is_none(),
+            "no-op"
+        );
+        assert!(!a.is_drained());
+        t.publish(target("b", 2), DrainMode::Immediate).unwrap();
+        assert!(a.is_drained());
+        assert_eq!(a.drain_mode(), DrainMode::Immediate);
+        let b = t.load().unwrap();
+        assert_eq!((b.epoch, &*b.backend), (2, "b"));
+        t.publish(None, DrainMode::Graceful).unwrap();
+        assert!(b.is_drained() && t.load().is_none());
+        assert_eq!(t.epoch(), 3);
+    }
+
+    #[tokio::test]
+    async fn waiters_wake_on_publish() {
+        let t = Arc::new(RouteTable::default());
+        let t2 = t.clone();
+        let waiter = tokio::spawn(async move { t2.wait_for_route(Duration::from_secs(10)).await });
+        tokio::task::yield_now().await;
+        t.publish(target("a", 1), DrainMode::Graceful);
+        let got = waiter.await.unwrap().expect("woken with the route");
+        assert_eq!(&*got.backend, "a");
+        assert!(t.wait_for_route(Duration::from_millis(1)).await.is_some());
+        t.publish(None, DrainMode::Graceful);
+        assert!(t.wait_for_route(Duration::from_millis(20)).await.is_none());
+    }
+}
