@@ -2,7 +2,8 @@
 
     .venv/bin/python chart.py docs/failover/results.json docs/failover
 
-One PNG per mode: one row per endpoint (its run with the median disruption window),
+One PNG per mode: one row per endpoint and client (the endpoint's run with the median
+disruption window of the first client),
 x = seconds since the trigger, one tick per write attempt at the height of its outcome,
 with vertical markers for the promotion, +switch-master and the old master's demotion.
 """
@@ -35,35 +36,56 @@ MARKERS = [  # (times key, label, colour, linestyle)
 ]
 
 
-def representative(runs):
-    ok = [r for r in runs if "error" not in r]
+CODES = {"o": "ok", "R": "readonly", "T": "timeout", "F": "refused", "X": "reset", "C": "closed",
+         "E": "other"}
+CLIENT_TEXT = {"persistent": "long-lived connection", "fresh": "new connection per write"}
+
+
+def representative(runs, client):
+    ok = [r for r in runs if "error" not in r and client in r.get("clients", {})]
     if not ok:
         return None
-    vals = [r["window_s"] if r["window_s"] is not None else 1e9 for r in ok]
+    vals = [r["clients"][client]["window_s"] if r["clients"][client]["recovered"] else 1e9 for r in ok]
     m = statistics.median_low(vals)
     return ok[vals.index(m)]
 
 
+def rows_of(m):
+    """{row key: [end time in s]} from the compact attempt columns."""
+    a = m["attempts"]
+    lost = set(a["lost"])
+    out = {k: [] for k, _, _ in ROWS}
+    for i, code in enumerate(a["kind"]):
+        kind = CODES[code]
+        if kind == "ok" and (i + 1) in lost:
+            kind = "lost"
+        out[kind].append(a["end_ms"][i] / 1000.0)
+    return out
+
+
 def draw(doc, mode, out_dir):
-    cands = doc["settings"]["candidates"]
-    picks = [(c, representative([r for r in doc["runs"] if r["mode"] == mode and r["candidate"] == c]))
-             for c in cands]
-    picks = [(c, r) for c, r in picks if r is not None]
-    if not picks:
+    s = doc["settings"]
+    clients = s.get("clients", ["persistent"])
+    panels = []
+    for cand in s["candidates"]:
+        r = representative([r for r in doc["runs"] if r["mode"] == mode and r["candidate"] == cand],
+                           clients[0])
+        if r is None:
+            continue
+        for client in clients:
+            panels.append((cand, client, r))
+    if not panels:
         return None
-    xmin = -doc["settings"]["trigger_after_s"]
-    xmax = max((r["times"]["end"] or 0) for _, r in picks) + 0.5
-    fig, axes = plt.subplots(len(picks), 1, figsize=(12, 1.0 + 2.6 * len(picks)), sharex=True,
+    xmin = -s["trigger_after_s"]
+    xmax = max((r["times"]["end"] or 0) for _, _, r in panels) + 0.5
+    fig, axes = plt.subplots(len(panels), 1, figsize=(12, 1.0 + 2.5 * len(panels)), sharex=True,
                              squeeze=False)
     ylabels = [lab for _, lab, _ in ROWS]
-    for ax, (cand, r) in zip(axes[:, 0], picks):
+    for ax, (cand, client, r) in zip(axes[:, 0], panels):
+        m = r["clients"][client]
+        rows = rows_of(m)
         for yi, (key, _, colour) in enumerate(ROWS):
-            if key == "ok":
-                xs = [a[2] for a in r["attempts"] if a[3] == "ok" and not a[6]]
-            elif key == "lost":
-                xs = [a[2] for a in r["attempts"] if a[3] == "ok" and a[6]]
-            else:
-                xs = [a[2] for a in r["attempts"] if a[3] == key]
+            xs = rows[key]
             y = len(ROWS) - 1 - yi
             if xs:
                 ax.scatter(xs, [y] * len(xs), marker="|", s=60, linewidths=0.6, color=colour)
@@ -76,17 +98,18 @@ def draw(doc, mode, out_dir):
         ax.set_yticklabels(list(reversed(ylabels)), fontsize=8)
         ax.set_ylim(-0.7, len(ROWS) - 0.3)
         ax.grid(axis="x", alpha=0.3)
-        window = "never" if not r["recovered"] else "%.2f s" % r["window_s"]
-        ax.set_title("%s (run %d): window %s, %d failed, %d acknowledged writes lost" % (
-            cand, r["rep"], window, r["failed"], r["lost_acked"]), fontsize=10, loc="left")
+        window = "never" if not m["recovered"] else "%.2f s" % m["window_s"]
+        ax.set_title("%s, %s (run %d): window %s, %d failed, %d acknowledged writes lost" % (
+            cand, CLIENT_TEXT.get(client, client), r["rep"], window, m["failed"], m["lost_acked"]),
+            fontsize=10, loc="left")
         ax.legend(loc="lower right", fontsize=7, ncol=5, framealpha=0.85)
     axes[-1, 0].set_xlim(xmin, xmax)
     axes[-1, 0].set_xlabel("seconds since the trigger")
-    fig.suptitle("Failover mode: %s — one write attempt every %d ms through each endpoint" % (
-        mode, round(doc["settings"]["probe_interval_s"] * 1000)), fontsize=11)
+    fig.suptitle("Failover mode: %s — one write attempt every %d ms per client" % (
+        mode, round(s["probe_interval_s"] * 1000)), fontsize=11)
     fig.tight_layout()
     path = os.path.join(out_dir, "%s.png" % mode)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 

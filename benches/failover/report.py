@@ -16,6 +16,11 @@ CAND_TEXT = {
     "proxy": "redis-master-proxy (`target/release/redis-master-proxy run --config ...`)",
 }
 
+CLIENT_TEXT = {
+    "persistent": "long-lived connection",
+    "fresh": "new connection per write",
+}
+
 FAIL_COLS = [("readonly", "READONLY"), ("timeout", "timeout"), ("refused", "refused"),
              ("reset", "reset"), ("closed", "closed"), ("other", "other")]
 
@@ -45,57 +50,70 @@ def fmt_med(vals, nd=2, integer=False):
     return "%.*f" % (nd, m)
 
 
+def client_runs(runs, mode, cand, client):
+    return [(r, r["clients"][client]) for r in runs
+            if r["mode"] == mode and r["candidate"] == cand and "error" not in r
+            and client in r.get("clients", {})]
+
+
 def render(doc, charts):
     s = doc["settings"]
     v = doc["versions"]
     runs = doc["runs"]
+    clients = s.get("clients", ["persistent"])
     out = []
     w = out.append
     w("# Failover benchmark: what a client sees during a Redis failover")
     w("")
     if doc.get("complete"):
-        w("Complete run: %s, %s, %d repetitions each, started %s UTC." % (
+        w("Complete run: %s; %s; %d repetitions each; started %s UTC." % (
             ", ".join(s["candidates"]), ", ".join(s["modes"]), s["reps"], doc["started_utc"]))
     else:
-        w("**Partial run** (%s; %s; %d repetition(s)%s), started %s UTC. The published results "
-          "come from a complete run." % (", ".join(s["candidates"]), ", ".join(s["modes"]), s["reps"],
-                                          "; interrupted" if doc.get("interrupted") else "",
-                                          doc["started_utc"]))
+        w("**Partial run** (%s; %s; %s; %d repetition(s)%s), started %s UTC: for checking a "
+          "setup, not for drawing conclusions." % (
+              ", ".join(s["candidates"]), ", ".join(s["modes"]), ", ".join(clients), s["reps"],
+              "; interrupted" if doc.get("interrupted") else "", doc["started_utc"]))
     w("")
-    w("Produced by `%s` (see [README.md](README.md) for how this works)." % doc["command"])
+    w("Produced by `%s`; [README.md](README.md) explains how." % doc["command"])
     w("")
 
     # Summary
     w("## Summary (medians over the repetitions)")
     w("")
-    w("| mode | endpoint | runs | disruption window (s) | endpoint follow time (s) | failed writes "
-      "| READONLY | acknowledged writes lost | acked by a stale master |")
-    w("|---|---|---|---|---|---|---|---|---|")
+    w("| mode | endpoint | client | runs | disruption window (s) | endpoint follow time (s) "
+      "| failed writes | READONLY | acknowledged writes lost | acked by a stale master |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
     for mode in s["modes"]:
         for cand in s["candidates"]:
-            rs = [r for r in runs if r["mode"] == mode and r["candidate"] == cand and "error" not in r]
             errs = sum(1 for r in runs if r["mode"] == mode and r["candidate"] == cand and "error" in r)
-            w("| %s | %s | %d%s | %s | %s | %s | %s | %s | %s |" % (
-                mode, cand, len(rs), (" (+%d failed to run)" % errs) if errs else "",
-                fmt_med([r["window_s"] for r in rs]),
-                fmt_med([r["follow_s"] for r in rs]),
-                fmt_med([r["failed"] for r in rs], integer=True),
-                fmt_med([r["by_kind"]["readonly"] for r in rs], integer=True),
-                fmt_med([r["lost_acked"] for r in rs], integer=True),
-                fmt_med([r["stale_master_acked"] for r in rs], integer=True)))
+            for client in clients:
+                ms = [m for _, m in client_runs(runs, mode, cand, client)]
+                w("| %s | %s | %s | %d%s | %s | %s | %s | %s | %s | %s |" % (
+                    mode, cand, CLIENT_TEXT.get(client, client), len(ms),
+                    (" (+%d failed to run)" % errs) if errs else "",
+                    fmt_med([m["window_s"] for m in ms]) if all(m["recovered"] for m in ms) else
+                    "never (%d of %d)" % (sum(1 for m in ms if not m["recovered"]), len(ms)),
+                    fmt_med([m["follow_s"] for m in ms]),
+                    fmt_med([m["failed"] for m in ms], integer=True),
+                    fmt_med([m["by_kind"]["readonly"] for m in ms], integer=True),
+                    fmt_med([m["lost_acked"] for m in ms], integer=True),
+                    fmt_med([m["stale_master_acked"] for m in ms], integer=True)))
     w("")
+    w("- **client**: two probes write side by side through the endpoint, one attempt every %d ms "
+      "each, with a %g s client timeout: one keeps a long-lived connection and replaces it after "
+      "an error (like a connection pool); the other opens a new connection for every write "
+      "(like short-lived clients)." % (round(s["probe_interval_s"] * 1000), s["probe_timeout_s"]))
     w("- **disruption window**: from the trigger to the first successful write after the last "
       "failed one (0 when no write failed; `never` when writes had not recovered at the end).")
     w("- **endpoint follow time**: from the moment the new master first reports `role:master` "
       "(INFO polled every %d ms) to the first write acknowledged by that new master through the "
       "endpoint: how fast the endpoint follows the promotion." % round(s["poll_period_s"] * 1000))
-    w("- **failed writes**: write attempts after the trigger that did not get `+OK`, at one "
-      "attempt every %d ms with a %g s client timeout." % (round(s["probe_interval_s"] * 1000),
-                                                           s["probe_timeout_s"]))
+    w("- **failed writes**: write attempts after the trigger that did not get `+OK`.")
     w("- **acknowledged writes lost**: keys the probe got `+OK` for that are missing on the final "
       "master once the topology is stable: the client was told the write succeeded, and it is gone.")
-    w("- **acked by a stale master**: writes acknowledged, after the promotion, by a node that is "
-      "not the final master (split brain through the endpoint).")
+    w("- **acked by a stale master**: writes acknowledged, after the promotion, by a node other "
+      "than the final master (split brain seen through the endpoint; the promotion time is known "
+      "to the polling period, so a few writes around it can fall either side).")
     w("")
 
     # Per mode
@@ -107,9 +125,9 @@ def render(doc, charts):
         if mode in charts:
             w("![%s timeline](%s.png)" % (mode, mode))
             w("")
-            w("Each row is one endpoint's representative run (the one with the median disruption "
-              "window); each tick is one write attempt, by outcome; `ok, lost later` are writes that "
-              "were acknowledged and then lost.")
+            w("One row per endpoint and client, from the endpoint's run with the median disruption "
+              "window of the long-lived client; one tick per write attempt, at the height of its "
+              "outcome; `ok, lost later` are writes that were acknowledged and then lost.")
             w("")
         for cand in s["candidates"]:
             rs = [r for r in runs if r["mode"] == mode and r["candidate"] == cand]
@@ -118,44 +136,53 @@ def render(doc, charts):
             w("### %s — %s" % (mode, cand))
             w("")
             ok_runs = [r for r in rs if "error" not in r]
-            if ok_runs:
+            for client in clients:
+                cr = client_runs(runs, mode, cand, client)
+                if not cr:
+                    continue
+                w("Client with a %s:" % CLIENT_TEXT.get(client, client))
+                w("")
                 w("| run | window (s) | follow (s) | longest write gap (s) | failed | "
                   + " | ".join(c[1] for c in FAIL_COLS)
-                  + " | acked | lost acked | stale-master acked | unacked but applied |")
+                  + " | acked | lost acked | lost writes acked at (s) | stale-master acked "
+                    "| unacked but applied |")
                 w("|---" * (10 + len(FAIL_COLS)) + "|")
-                for r in ok_runs:
-                    w("| %d | %s | %s | %s | %d | %s | %d | %d | %d | %d |" % (
-                        r["rep"], "never" if not r["recovered"] else fmt(r["window_s"]),
-                        fmt(r["follow_s"]), fmt(r["longest_write_gap_s"]), r["failed"],
-                        " | ".join(str(r["by_kind"][c[0]]) for c in FAIL_COLS),
-                        r["acked"], r["lost_acked"], r["stale_master_acked"], r["unacked_but_applied"]))
-                w("| **median** | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                    fmt_med([r["window_s"] for r in ok_runs]),
-                    fmt_med([r["follow_s"] for r in ok_runs]),
-                    fmt_med([r["longest_write_gap_s"] for r in ok_runs]),
-                    fmt_med([r["failed"] for r in ok_runs], integer=True),
-                    " | ".join(fmt_med([r["by_kind"][c[0]] for r in ok_runs], integer=True)
-                               for c in FAIL_COLS),
-                    fmt_med([r["acked"] for r in ok_runs], integer=True),
-                    fmt_med([r["lost_acked"] for r in ok_runs], integer=True),
-                    fmt_med([r["stale_master_acked"] for r in ok_runs], integer=True),
-                    fmt_med([r["unacked_but_applied"] for r in ok_runs], integer=True)))
+                for r, m in cr:
+                    ll = m.get("lost_acked_first_last_s")
+                    w("| %d | %s | %s | %s | %d | %s | %d | %d | %s | %d | %d |" % (
+                        r["rep"], "never" if not m["recovered"] else fmt(m["window_s"]),
+                        fmt(m["follow_s"]), fmt(m["longest_write_gap_s"]), m["failed"],
+                        " | ".join(str(m["by_kind"][c[0]]) for c in FAIL_COLS),
+                        m["acked"], m["lost_acked"],
+                        ("%s … %s" % (fmt(ll[0]), fmt(ll[1]))) if ll else "–",
+                        m["stale_master_acked"], m["unacked_but_applied"]))
+                ms = [m for _, m in cr]
+                if len(ms) > 1:
+                    w("| **median** | %s | %s | %s | %s | %s | %s | %s | | %s | %s |" % (
+                        fmt_med([m["window_s"] for m in ms]),
+                        fmt_med([m["follow_s"] for m in ms]),
+                        fmt_med([m["longest_write_gap_s"] for m in ms]),
+                        fmt_med([m["failed"] for m in ms], integer=True),
+                        " | ".join(fmt_med([m["by_kind"][c[0]] for m in ms], integer=True)
+                                   for c in FAIL_COLS),
+                        fmt_med([m["acked"] for m in ms], integer=True),
+                        fmt_med([m["lost_acked"] for m in ms], integer=True),
+                        fmt_med([m["stale_master_acked"] for m in ms], integer=True),
+                        fmt_med([m["unacked_but_applied"] for m in ms], integer=True)))
                 w("")
-                w("Topology timeline (seconds after the trigger):")
+            if ok_runs:
+                w("Topology (seconds after the trigger, from INFO polling and the sentinel events):")
                 w("")
                 w("| run | old master unreachable | promotion | +switch-master | old master back "
-                  "| old master demoted | lost acked writes acknowledged between | final master |")
-                w("|---|---|---|---|---|---|---|---|")
+                  "| old master demoted | final master |")
+                w("|---|---|---|---|---|---|---|")
                 for r in ok_runs:
                     t = r["times"]
-                    ll = r.get("lost_acked_first_last_s")
-                    w("| %d | %s | %s | %s | %s | %s | %s | %s |" % (
+                    w("| %d | %s | %s | %s | %s | %s | %s |" % (
                         r["rep"], fmt(t["old_master_unreachable"]), fmt(t["promotion"]),
                         fmt(t["switch_master"]),
                         fmt(t["old_master_back"]) + (" (as master)" if t.get("old_master_back_as_master") else ""),
-                        fmt(t["old_master_demoted"]),
-                        ("%s … %s" % (fmt(ll[0]), fmt(ll[1]))) if ll else "–",
-                        r["final_master"]))
+                        fmt(t["old_master_demoted"]), r["final_master"]))
                 w("")
             for r in rs:
                 if "error" in r:
@@ -164,36 +191,37 @@ def render(doc, charts):
                     w("- run %d: %s" % (r["rep"], n.replace("\n", " ")[:400]))
             details = {}
             for r in ok_runs:
-                for k, c in r.get("error_details", {}).items():
-                    details[k] = details.get(k, 0) + c
+                for m in r["clients"].values():
+                    for k, c in m.get("error_details", {}).items():
+                        details[k] = details.get(k, 0) + c
             if details:
-                w("- other errors seen: " + "; ".join("`%s` ×%d" % (k.replace("`", "'"), c)
-                                                     for k, c in sorted(details.items(), key=lambda x: -x[1])))
+                w("- other errors seen: " + "; ".join(
+                    "`%s` ×%d" % (k.replace("`", "'"), c)
+                    for k, c in sorted(details.items(), key=lambda x: -x[1])))
             w("")
 
     # Method
     w("## Method")
     w("")
     w("Every run starts from scratch on 127.0.0.1 (free ports, temporary directories, no "
-      "persistence: `--save '' --appendonly no`): one redis master, two replicas "
-      "(`--replicaof`), three sentinels, then the endpoint in front of the three redis. The run "
-      "waits until both replicas are in sync, every sentinel sees 2 replicas and 2 peers, and a "
-      "write through the endpoint reaches the master.")
+      "persistence): one redis master, two replicas, three sentinels, then the endpoint in front "
+      "of the three redis. The run waits until both replicas are in sync, every sentinel sees 2 "
+      "replicas and 2 peers, and a write through the endpoint reaches the master.")
     w("")
-    w("- **Probe**: a raw-socket RESP2 client writes `SET probe:<run>:<n> <n>` through the "
-      "endpoint every %d ms, with a %g s connect/reply timeout, and reconnects after any error. "
-      "On each new connection it first sends `CONFIG GET port` to learn which redis the endpoint "
-      "bound it to. Each attempt is logged with its start and end time and its outcome: ok, "
-      "READONLY (error reply from a replica), timeout, refused (connect refused), reset "
-      "(ECONNRESET/EPIPE), closed (EOF before a reply), other (any other error reply or error)."
+    w("- **Probes**: raw-socket RESP2 clients write `SET probe:<run>:<n> <n>` through the "
+      "endpoint every %d ms with a %g s connect/reply timeout. On each new connection a probe "
+      "first sends `CONFIG GET port` to learn which redis the endpoint bound it to. Every attempt "
+      "is logged with its start and end time and its outcome: ok; READONLY (error reply from a "
+      "replica); timeout; refused (connect refused); reset (ECONNRESET/EPIPE); closed (EOF before "
+      "a reply); other (any other error reply or error)."
       % (round(s["probe_interval_s"] * 1000), s["probe_timeout_s"]))
-    w("- **Topology**: each redis is polled with `INFO replication` every %d ms (a node that does "
-      "not answer within %d ms counts as unreachable), and one sentinel's events are recorded "
-      "with `PSUBSCRIBE *` (`+switch-master`, `+sdown`, `+odown`, `+promoted-slave`, ...)."
-      % (round(s["poll_period_s"] * 1000), 300))
-    w("- **Trigger**: %g s after the probe starts. Hang mode sends `SIGCONT` %g s after `SIGSTOP`."
+    w("- **Topology**: each redis is polled with `INFO replication` every %d ms (no answer "
+      "within 300 ms counts as unreachable) and one sentinel's events are recorded with "
+      "`PSUBSCRIBE *` (`+sdown`, `+odown`, `+promoted-slave`, `+switch-master`, ...)."
+      % round(s["poll_period_s"] * 1000))
+    w("- **Trigger**: %g s after the probes start. Hang mode sends `SIGCONT` %g s after `SIGSTOP`."
       % (s["trigger_after_s"], s["hang_for_s"]))
-    w("- **End**: the probe runs for %g s after the trigger, then until the topology is stable "
+    w("- **End**: the probes run for %g s after the trigger, then until the topology is stable "
       "(all sentinels name the same master, it reports `role:master`, every other live node "
       "replicates it with its link up), at most 20 s more. The run then waits for the replicas "
       "to reach the master's offset and reads every acknowledged key back from the final master "

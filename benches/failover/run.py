@@ -53,6 +53,7 @@ import report  # noqa: E402
 HOST = "127.0.0.1"
 MASTER_NAME = "mymaster"
 CANDIDATES = ["haproxy", "proxy"]
+CLIENTS = ["persistent", "fresh"]
 MODES = ["switchover", "kill", "hang"]
 FAIL_KINDS = ["readonly", "timeout", "refused", "reset", "closed", "other"]
 KINDS = ["ok"] + FAIL_KINDS
@@ -457,17 +458,20 @@ def start_proxy(procs, tmp, binary, listen, admin, rports, sports, notes, state)
 # Observers
 
 class Probe(threading.Thread):
-    """Writes SET probe:<run>:<n> <n> every PROBE_INTERVAL, reconnecting after any error.
+    """Writes SET probe:<run>:<n> <n> every PROBE_INTERVAL.
 
+    fresh=False: one long-lived connection, replaced after any error (a pooled client).
+    fresh=True: a new connection for every write (short-lived clients: scripts, jobs).
     On each new connection it first asks `CONFIG GET port`, which tells which redis the
     endpoint bound that connection to (a TCP proxy keeps a connection on one backend).
     """
 
-    def __init__(self, port, run_id, identify=True, max_seconds=300):
+    def __init__(self, port, run_id, identify=True, max_seconds=300, fresh=False):
         super().__init__(daemon=True)
         self.port = port
         self.run_id = run_id
         self.identify = identify
+        self.fresh = fresh
         self.max_seconds = max_seconds
         self.stop_evt = threading.Event()
         self.attempts = []  # (n, t_start, t_end, kind, phase, node, detail)
@@ -518,7 +522,7 @@ class Probe(threading.Thread):
                 kind, detail = "other", ("%s: %s" % (type(e).__name__, e))[:80]
             t1 = now()
             self.attempts.append((n, t0, t1, kind, phase, node if kind == "ok" or phase == "write" else None, detail))
-            if kind != "ok":
+            if kind != "ok" or self.fresh:
                 if conn is not None:
                     conn.close()
                 conn = None
@@ -555,7 +559,14 @@ class NodePoller(threading.Thread):
             try:
                 if conn is None:
                     conn = Conn(HOST, self.port, timeout=POLL_TIMEOUT)
-                r = conn.call("INFO", "replication")
+                try:
+                    r = conn.call("INFO", "replication")
+                except (ConnectionClosed, ConnectionResetError, BrokenPipeError):
+                    # Sentinel sends CLIENT KILL TYPE normal when it reconfigures a node:
+                    # a killed connection is not an unreachable node, retry once at once.
+                    conn.close()
+                    conn = Conn(HOST, self.port, timeout=POLL_TIMEOUT)
+                    r = conn.call("INFO", "replication")
                 if isinstance(r, RespError):
                     state = {"role": "error", "why": r.prefix}
                 else:
@@ -685,11 +696,14 @@ def run_once(args, candidate, mode, rep, cand_state):
         for t in threads:
             t.start()
         time.sleep(0.5)
-        probe = Probe(ep_port, run_id, identify=not args.no_identify,
-                      max_seconds=TRIGGER_AFTER + args.observe + MAX_EXTRA_OBSERVE + 30)
-        threads.append(probe)
+        probes = {c: Probe(ep_port, "%s-%s" % (run_id, c[0]), identify=not args.no_identify,
+                           max_seconds=TRIGGER_AFTER + args.observe + MAX_EXTRA_OBSERVE + 30,
+                           fresh=(c == "fresh"))
+                  for c in args.clients}
+        threads += list(probes.values())
         t_probe = now()
-        probe.start()
+        for p in probes.values():
+            p.start()
         time.sleep(max(0.0, t_probe + TRIGGER_AFTER - now()))
 
         old = rports[0]
@@ -722,12 +736,14 @@ def run_once(args, candidate, mode, rep, cand_state):
                 if stable_port:
                     break
                 next_check = now() + 0.5
-            if probe.attempts and not probe.is_alive():
+            if not all(p.is_alive() for p in probes.values()):
                 break
             time.sleep(0.02)
         t_end = now()
-        probe.stop_evt.set()
-        probe.join(timeout=PROBE_TIMEOUT * 3 + 1)
+        for p in probes.values():
+            p.stop_evt.set()
+        for p in probes.values():
+            p.join(timeout=PROBE_TIMEOUT * 3 + 1)
         for t in threads:
             t.stop_evt.set()
         for t in threads:
@@ -761,13 +777,17 @@ def run_once(args, candidate, mode, rep, cand_state):
         except RuntimeError as e:
             res["notes"].append(str(e))
 
+        topo = analyse_topology(pollers, sub, t_trig, t_cont, t_end, old, final, names)
+        res.update(topo)
         # Which acknowledged keys survived on the final master?
-        acked = [a[0] for a in probe.attempts if a[3] == "ok"]
-        sent_unacked = [a[0] for a in probe.attempts if a[3] != "ok" and a[4] == "write"]
-        present = keys_present(final, run_id, acked + sent_unacked)
-
-        res.update(analyse(probe, pollers, sub, t_trig, t_cont, t_end, old, final, names,
-                           present, acked, sent_unacked))
+        res["clients"] = {}
+        promotion = None if topo["times"]["promotion"] is None else topo["times"]["promotion"] + t_trig
+        for c, p in probes.items():
+            acked = [a[0] for a in p.attempts if a[3] == "ok"]
+            sent_unacked = [a[0] for a in p.attempts if a[3] != "ok" and a[4] == "write"]
+            present = keys_present(final, p.run_id, acked + sent_unacked)
+            res["clients"][c] = analyse_client(p, t_trig, promotion, final, names, present,
+                                               acked, sent_unacked)
         res["stable"] = bool(stable_port)
         if candidate == "proxy":
             res["proxy_metrics"] = proxy_metrics(admin_port)
@@ -802,7 +822,7 @@ def _agreed_master(sports):
     return None
 
 
-def keys_present(port, run_id, numbers):
+def keys_present(port, key_prefix, numbers):
     """Map n -> value found on the node (None when the key is missing)."""
     out = {}
     c = Conn(HOST, port, timeout=5.0)
@@ -811,7 +831,7 @@ def keys_present(port, run_id, numbers):
             batch = numbers[i:i + 1000]
             if not batch:
                 continue
-            vals = c.call("MGET", *["probe:%s:%d" % (run_id, n) for n in batch])
+            vals = c.call("MGET", *["probe:%s:%d" % (key_prefix, n) for n in batch])
             if isinstance(vals, RespError):
                 raise RuntimeError("MGET failed: %s" % vals)
             for n, v in zip(batch, vals):
@@ -842,13 +862,13 @@ def r4(x):
     return None if x is None else round(x, 4)
 
 
-def analyse(probe, pollers, sub, t_trig, t_cont, t_end, old, final, names, present, acked, sent_unacked):
-    rel = lambda t: None if t is None else r4(t - t_trig)  # noqa: E731
-    atts = probe.attempts
-    lost = {n for n in acked if present.get(n) != str(n)}
-    applied_unacked = sorted(n for n in sent_unacked if present.get(n) is not None)
+KIND_CODE = {"ok": "o", "readonly": "R", "timeout": "T", "refused": "F", "reset": "X",
+             "closed": "C", "other": "E"}
+PHASE_CODE = {"connect": "c", "identify": "i", "write": "w"}
 
-    # Topology timeline
+
+def analyse_topology(pollers, sub, t_trig, t_cont, t_end, old, final, names):
+    rel = lambda t: None if t is None else r4(t - t_trig)  # noqa: E731
     by_port = {p.port: p for p in pollers}
     promotion = None
     if final != old:
@@ -865,8 +885,7 @@ def analyse(probe, pollers, sub, t_trig, t_cont, t_end, old, final, names, prese
                 if first_other_master is None or t < first_other_master:
                     first_other_master = t
                 break
-    old_unreachable = old_back = old_demoted = None
-    old_master_again = None
+    old_unreachable = old_back = old_demoted = old_master_again = None
     for t, st in by_port[old].changes:
         if t < t_trig:
             continue
@@ -883,12 +902,35 @@ def analyse(probe, pollers, sub, t_trig, t_cont, t_end, old, final, names, prese
         if ch == "+switch-master" and t >= t_trig:
             switch = t
             break
+    return {
+        "old_master": names[old],
+        "final_master": names.get(final, str(final)),
+        "times": {
+            "trigger": 0.0,
+            "promotion": rel(promotion),
+            "first_other_master": rel(first_other_master),
+            "switch_master": rel(switch),
+            "old_master_unreachable": rel(old_unreachable),
+            "old_master_back": rel(old_back),
+            "old_master_back_as_master": rel(old_master_again),
+            "old_master_demoted": rel(old_demoted),
+            "sigcont": rel(t_cont),
+            "end": rel(t_end),
+        },
+        "topology": {p.name: [[rel(t), st] for t, st in p.changes] for p in pollers},
+        "sentinel_events": [[rel(t), ch, msg] for t, ch, msg in sub.events],
+        "sentinel_subscriber_error": sub.error,
+    }
 
-    # Client view
+
+def analyse_client(probe, t_trig, promotion, final, names, present, acked, sent_unacked):
+    """Client-side metrics of one probe. promotion: absolute time or None."""
+    atts = probe.attempts  # (n, t_start, t_end, kind, phase, node, detail)
+    lost = {n for n in acked if present.get(n) != str(n)}
+    applied_unacked = [n for n in sent_unacked if present.get(n) is not None]
+
     fails = [a for a in atts if a[3] != "ok" and a[2] >= t_trig]
-    pre_fail = [a for a in atts if a[3] != "ok" and a[2] < t_trig]
-    window = 0.0
-    recovered = True
+    window, recovered = 0.0, True
     if fails:
         last_fail_n = max(a[0] for a in fails)
         after = [a for a in atts if a[0] > last_fail_n and a[3] == "ok"]
@@ -917,7 +959,8 @@ def analyse(probe, pollers, sub, t_trig, t_cont, t_end, old, final, names, prese
             by_kind[a[3]] += 1
     stale = 0
     if promotion is not None:
-        stale = sum(1 for a in atts if a[3] == "ok" and a[2] >= promotion and a[5] is not None and a[5] != final)
+        stale = sum(1 for a in atts if a[3] == "ok" and a[2] >= promotion
+                    and a[5] is not None and a[5] != final)
     acked_by_node = {}
     for a in atts:
         if a[3] == "ok" and a[2] >= t_trig:
@@ -927,24 +970,10 @@ def analyse(probe, pollers, sub, t_trig, t_cont, t_end, old, final, names, prese
     for a in atts:
         if a[6]:
             details[a[6]] = details.get(a[6], 0) + 1
-    lost_times = sorted(rel(a[2]) for a in atts if a[0] in lost)
+    lost_times = sorted(a[2] - t_trig for a in atts if a[0] in lost)
+    node_code = {p: name[-1] for p, name in names.items()}  # "redis-2" -> "2"
 
     return {
-        "old_master": names[old],
-        "final_master": names.get(final, str(final)),
-        "times": {
-            "trigger": 0.0,
-            "promotion": rel(promotion),
-            "first_other_master": rel(first_other_master),
-            "switch_master": rel(switch),
-            "old_master_unreachable": rel(old_unreachable),
-            "old_master_back": rel(old_back),
-            "old_master_back_as_master": rel(old_master_again),
-            "old_master_demoted": rel(old_demoted),
-            "sigcont": rel(t_cont),
-            "end": rel(t_end),
-            "probe_start": rel(atts[0][1]) if atts else None,
-        },
         "window_s": r4(window),
         "recovered": recovered,
         "follow_s": r4(follow),
@@ -953,21 +982,24 @@ def analyse(probe, pollers, sub, t_trig, t_cont, t_end, old, final, names, prese
         "attempts_after_trigger": sum(by_kind.values()),
         "by_kind": by_kind,
         "failed": sum(by_kind[k] for k in FAIL_KINDS),
-        "failed_before_trigger": len(pre_fail),
+        "failed_before_trigger": sum(1 for a in atts if a[3] != "ok" and a[2] < t_trig),
         "acked": len(acked),
         "lost_acked": len(lost),
-        "lost_acked_first_last_s": [lost_times[0], lost_times[-1]] if lost_times else None,
+        "lost_acked_first_last_s": [r4(lost_times[0]), r4(lost_times[-1])] if lost_times else None,
         "stale_master_acked": stale,
         "acked_by_node_after_trigger": acked_by_node,
         "unacked_sent": len(sent_unacked),
         "unacked_but_applied": len(applied_unacked),
         "error_details": details,
-        "topology": {p.name: [[rel(t), st] for t, st in p.changes] for p in pollers},
-        "sentinel_events": [[rel(t), ch, msg] for t, ch, msg in sub.events],
-        "sentinel_subscriber_error": sub.error,
-        # n, start, end, kind, phase, node name, lost
-        "attempts": [[a[0], rel(a[1]), rel(a[2]), a[3], a[4], names.get(a[5]) if a[5] else None,
-                      1 if a[0] in lost else 0] for a in atts],
+        # Attempt n (1-based) is index n-1 of every column. Times in ms since the trigger.
+        "attempts": {
+            "start_ms": [round((a[1] - t_trig) * 1000, 1) for a in atts],
+            "end_ms": [round((a[2] - t_trig) * 1000, 1) for a in atts],
+            "kind": "".join(KIND_CODE[a[3]] for a in atts),
+            "phase": "".join(PHASE_CODE[a[4]] for a in atts),
+            "node": "".join(node_code.get(a[5], "-") for a in atts),
+            "lost": sorted(lost),
+        },
     }
 
 
@@ -1011,6 +1043,9 @@ def main():
                     help="comma-separated, from: %s (default: all)" % ",".join(CANDIDATES))
     ap.add_argument("--modes", default=",".join(MODES),
                     help="comma-separated, from: %s (default: all)" % ",".join(MODES))
+    ap.add_argument("--clients", default=",".join(CLIENTS),
+                    help="probes run side by side: persistent (one long-lived connection, replaced "
+                         "after an error) and/or fresh (a new connection per write); default both")
     ap.add_argument("--reps", type=int, default=3, help="repetitions per candidate and mode (default 3)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 1 repetition of the first mode")
     ap.add_argument("--observe", type=float, default=25.0,
@@ -1028,6 +1063,12 @@ def main():
 
     args.candidates = [c.strip() for c in args.candidates.split(",") if c.strip()]
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    args.clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+    for c in args.clients:
+        if c not in CLIENTS:
+            ap.error("unknown client %r" % c)
+    if not args.clients or not args.candidates or not args.modes:
+        ap.error("--candidates, --modes and --clients need at least one value each")
     for c in args.candidates:
         if c not in CANDIDATES:
             ap.error("unknown candidate %r" % c)
@@ -1058,10 +1099,10 @@ def main():
             "observe_s": args.observe, "probe_interval_s": PROBE_INTERVAL,
             "probe_timeout_s": PROBE_TIMEOUT, "poll_period_s": POLL_PERIOD,
             "trigger_after_s": TRIGGER_AFTER, "hang_for_s": HANG_FOR,
-            "identify": not args.no_identify,
+            "identify": not args.no_identify, "clients": args.clients,
         },
         "complete": (set(args.candidates) == set(CANDIDATES) and set(args.modes) == set(MODES)
-                     and args.reps >= 3),
+                     and set(args.clients) == set(CLIENTS) and args.reps >= 3),
         "versions": tool_versions(args),
         "configs": {"sentinel": SENTINEL_CONF.format(port="PORT", dir="DIR", name=MASTER_NAME,
                                                      master_port="MASTER_PORT")},
@@ -1083,10 +1124,11 @@ def main():
                     if "error" in r:
                         log("  error: %s" % r["error"])
                     else:
-                        log("  window %s s, follow %s s, failed %d %s, acked %d, lost %d, stale %d" % (
-                            r["window_s"], r["follow_s"], r["failed"],
-                            {k: v for k, v in r["by_kind"].items() if v and k != "ok"},
-                            r["acked"], r["lost_acked"], r["stale_master_acked"]))
+                        for c, m in r["clients"].items():
+                            log("  %-10s window %s s, follow %s s, failed %d %s, acked %d, lost %d, "
+                                "stale %d" % (c, m["window_s"], m["follow_s"], m["failed"],
+                                              {k: v for k, v in m["by_kind"].items() if v and k != "ok"},
+                                              m["acked"], m["lost_acked"], m["stale_master_acked"]))
     except KeyboardInterrupt:
         log("interrupted; writing what was measured")
         doc["complete"] = False
@@ -1106,6 +1148,8 @@ def main():
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(md)
     log("wrote %s, results.md%s" % (json_path, ", charts" if charts else ""))
+    if not doc["complete"]:
+        log("partial run: these results are for checking the setup, not for publishing")
     return 1 if any("error" in r for r in doc["runs"]) else 0
 
 
