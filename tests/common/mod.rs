@@ -38,6 +38,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod proxy;
+
 /// How long a freshly spawned process may take to answer PING; generous because the test
 /// machine is shared and small.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
