@@ -391,12 +391,17 @@ impl Config {
         };
         let d = Config::default();
         let raw_health = raw.health.unwrap_or_default();
+        let interval = o
+            .interval
+            .or(raw_health.interval)
+            .unwrap_or(d.health.interval);
         let health = Health {
-            interval: o
-                .interval
-                .or(raw_health.interval)
-                .unwrap_or(d.health.interval),
-            timeout: raw_health.timeout.unwrap_or(d.health.timeout),
+            interval,
+            // An unset timeout follows a short interval down (to half of it), so
+            // `--interval 200ms` alone is valid.
+            timeout: raw_health
+                .timeout
+                .unwrap_or(Dur(d.health.timeout.0.min(interval.0 / 2))),
             rise: raw_health.rise.unwrap_or(d.health.rise),
             fall: raw_health.fall.unwrap_or(d.health.fall),
         };

@@ -1,0 +1,194 @@
+//! The command line: `check` on good and bad files, the shipped configs, `status`, and the proxy
+//! with AUTH from an environment variable and a connection limit.
+
+mod common;
+
+use std::process::Command;
+
+use common::proxy::{config_for, Proxy, FAST_HEALTH};
+use common::RedisNode;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_redis-master-proxy"))
+}
+
+#[test]
+fn check_prints_the_effective_config_with_the_secret_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "very-secret-value\n").unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "backends = [\"redis-0.redis:6379\"]\n[auth]\npassword_file = \"{}\"\n",
+            pw.display()
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("redis-0.redis:6379"));
+    assert!(
+        stdout.contains("interval = \"1s\""),
+        "defaults are shown: {stdout}"
+    );
+    assert!(stdout.contains("***"));
+    assert!(!stdout.contains("very-secret-value"));
+}
+
+#[test]
+fn check_refuses_a_bad_file_naming_file_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "backends = [\"a:1\"]\n\n[health]\ninterval = \"fast\"\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("bad.toml"), "{stderr}");
+    assert!(stderr.contains("line 4"), "{stderr}");
+    assert!(stderr.contains("interval"), "{stderr}");
+
+    let out = bin()
+        .args(["check", "--config", "/nonexistent/x.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.toml"));
+}
+
+#[test]
+fn shipped_configs_pass_check() {
+    for f in ["config/example.toml", "config/demo.toml"] {
+        let out = bin()
+            .args(["check", "--config", f])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("REDIS_PASSWORD", "x")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{f}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn run_with_flags_only_and_status_command() {
+    let a = RedisNode::master();
+    let b = RedisNode::replica_of(&a);
+    // `run --backend … --backend …` with no file is a complete setup.
+    let mut child = bin()
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--interval",
+            "200ms",
+        ])
+        .args(["--backend", &b.addr(), "--backend", &a.addr()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let admin = line
+        .split_whitespace()
+        .find_map(|p| p.strip_prefix("admin="))
+        .unwrap()
+        .to_string();
+    let client = line
+        .split_whitespace()
+        .find_map(|p| p.strip_prefix("client="))
+        .unwrap()
+        .to_string();
+    common::wait_until(std::time::Duration::from_secs(10), "ready", || {
+        common::proxy::http_get(&admin, "/readyz").map(|r| r.0) == Ok(200)
+    });
+    let mut c = common::Client::connect(&client).unwrap();
+    assert!(c.cmd_ok(&["SET", "k", "v"]).is_ok());
+    let out = bin().args(["status", "--admin", &admin]).output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(table.contains(&format!("master: {}", a.addr())), "{table}");
+    assert!(table.contains("replica"), "{table}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn checks_authenticate_with_a_password_from_the_environment() {
+    let a = RedisNode::start(&["requirepass env-secret-123"]);
+    let toml = config_for(
+        &[a.addr()],
+        &format!("[auth]\npassword_env = \"RMP_TEST_PW\"\n{FAST_HEALTH}"),
+    );
+    let proxy = Proxy::start_config(&toml, &[("RMP_TEST_PW", "env-secret-123")]);
+    proxy.wait_master(&a.addr());
+    // The application authenticates itself through the proxy, as with HAProxy.
+    let mut c = proxy.client();
+    assert!(c.cmd_ok(&["AUTH", "env-secret-123"]).is_ok());
+    assert!(c.cmd_ok(&["SET", "k", "v"]).is_ok());
+    for text in [
+        proxy.log(),
+        proxy.http("/status").1,
+        proxy.http("/metrics").1,
+    ] {
+        assert!(!text.contains("env-secret-123"), "password leaked");
+    }
+}
+
+#[test]
+fn connections_over_the_limit_are_closed_and_counted() {
+    let a = RedisNode::master();
+    let proxy = Proxy::start(&[a.addr()], "max_connections = 2");
+    proxy.wait_master(&a.addr());
+    let mut c1 = proxy.client();
+    let mut c2 = proxy.client();
+    assert!(c1.cmd_ok(&["PING"]).as_str() == Some("PONG"));
+    assert!(c2.cmd_ok(&["PING"]).as_str() == Some("PONG"));
+    let mut c3 = proxy.client();
+    assert!(
+        c3.cmd(&["PING"]).is_err(),
+        "the third connection is closed at once"
+    );
+    assert!(
+        proxy
+            .metric("redis_master_proxy_connections_refused_total{reason=\"over_limit\"}")
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    drop(c1);
+    common::wait_until(
+        std::time::Duration::from_secs(10),
+        "a permit to free",
+        || proxy.status()["client_connections"].as_u64() == Some(1),
+    );
+    let mut c4 = proxy.client();
+    assert_eq!(c4.cmd_ok(&["PING"]).as_str(), Some("PONG"));
+}
