@@ -528,7 +528,7 @@ def cmd_dockerfile(root):
     check("cargo build --release --locked" in runs, f"{path}: builds with cargo build --release --locked")
     # The dependency layer: manifests copied before the sources.
     copies = [(n, a) for n, (i, a) in enumerate(instr) if i == "COPY"]
-    first_src = next((n for n, a in copies if re.search(r"(^|\s)src/?(\s|$)", a)), None)
+    first_src = next((n for n, a in copies if re.search(r"(^|\s)(src/?|\./?)\s", a)), None)
     first_lock = next((n for n, a in copies if "Cargo.lock" in a), None)
     builds = [n for n, (i, a) in enumerate(instr) if i == "RUN" and "cargo build" in a]
     check(first_lock is not None and first_src is not None and builds and first_lock < builds[0] < first_src,
@@ -654,6 +654,11 @@ def cmd_grafana(path, rules_out):
                 fail(f"panel {t!r}: target without expr")
                 continue
             exprs.append((t, tg["expr"]))
+    for a in (dash.get("annotations") or {}).get("list") or []:
+        if (a.get("datasource") or {}).get("type") == "prometheus":
+            if (a.get("datasource") or {}).get("uid") != "${DS_PROMETHEUS}":
+                fail(f"annotation {a.get('name')!r}: datasource is not ${{DS_PROMETHEUS}}")
+            exprs.append((f"annotation {a.get('name')}", a.get("expr") or ""))
     for v in (dash.get("templating") or {}).get("list") or []:
         if v.get("type") == "query":
             q = v.get("query")
