@@ -229,7 +229,8 @@ def render(doc, charts):
     w("")
     w("## Versions")
     w("")
-    for k in ("redis", "haproxy", "git_commit", "proxy_version", "python", "kernel", "cpus"):
+    for k in ("redis", "haproxy", "git_commit", "proxy_version", "proxy_built", "proxy_sha256",
+              "python", "kernel", "cpus"):
         if k in v:
             w("- %s: `%s`" % (k, v[k]))
     w("")

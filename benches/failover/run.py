@@ -231,8 +231,14 @@ def tool_versions(args):
                             "Cargo.lock"], capture_output=True, text=True).stdout.strip()
     v["git_commit"] = commit + (" (with uncommitted changes in src/ or Cargo.*)" if dirty else "")
     if "proxy" in args.candidates:
-        v["proxy_binary"] = args.proxy_bin
+        v["proxy_binary"] = args.proxy_bin_source
         v["proxy_version"] = out([args.proxy_bin, "--version"]) if os.path.exists(args.proxy_bin) else "missing"
+        if os.path.exists(args.proxy_bin):
+            import hashlib
+            with open(args.proxy_bin, "rb") as f:
+                v["proxy_sha256"] = hashlib.sha256(f.read()).hexdigest()
+            v["proxy_built"] = datetime.datetime.fromtimestamp(
+                os.path.getmtime(args.proxy_bin_source), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     return v
 
 
@@ -790,7 +796,12 @@ def run_once(args, candidate, mode, rep, cand_state):
                                                acked, sent_unacked)
         res["stable"] = bool(stable_port)
         if candidate == "proxy":
-            res["proxy_metrics"] = proxy_metrics(admin_port)
+            res["proxy_metrics"] = pm = proxy_metrics(admin_port)
+            res["proxy_sentinel_active"] = any(k.startswith("redis_master_proxy_sentinel_up") for k in pm)
+            if res["endpoint"].get("sentinel") and not res["proxy_sentinel_active"]:
+                res["notes"].append("the proxy accepted the [sentinel] section but exported no "
+                                    "redis_master_proxy_sentinel_up series: its sentinel watcher "
+                                    "was not active, it followed the health checks only")
         for name in list(procs.items):
             if procs.items[name].poll() not in (None, -9) and name != "redis-1":
                 res["notes"].append("%s exited with %s: %s" % (
@@ -1090,6 +1101,21 @@ def main():
 
     ensure_tools(args)
     os.makedirs(args.out, exist_ok=True)
+    bin_dir = None
+    args.proxy_bin_source = args.proxy_bin
+    if "proxy" in args.candidates:
+        # Run a private copy, so that a rebuild during the benchmark cannot mix two builds.
+        bin_dir = tempfile.mkdtemp(prefix="failover-bin-")
+        args.proxy_bin = os.path.join(bin_dir, "redis-master-proxy")
+        shutil.copy2(args.proxy_bin_source, args.proxy_bin)
+    try:
+        return run_all(args)
+    finally:
+        if bin_dir:
+            shutil.rmtree(bin_dir, ignore_errors=True)
+
+
+def run_all(args):
     started = datetime.datetime.now(datetime.timezone.utc)
     doc = {
         "started_utc": started.strftime("%Y-%m-%d %H:%M:%S"),
