@@ -139,8 +139,16 @@ run_stage() {
 }
 
 stage_dockerfile() {
-  "$HADOLINT" --failure-threshold info "$ROOT/deploy/Dockerfile" && log "  ok   hadolint: no findings" \
-    && "$PY" "$VALIDATE_DIR/check_deploy.py" dockerfile "$ROOT"
+  local rc=0
+  if "$HADOLINT" --no-color --failure-threshold info "$ROOT/deploy/Dockerfile" > "$WORK/hadolint.out" 2>&1; then
+    log "  ok   hadolint: no findings"
+  else
+    sed 's/^/       /' "$WORK/hadolint.out"
+    log "  FAIL hadolint"
+    rc=1
+  fi
+  "$PY" "$VALIDATE_DIR/check_deploy.py" dockerfile "$ROOT" || rc=1
+  return $rc
 }
 
 KUSTOMIZATIONS=()
