@@ -226,10 +226,14 @@ def tool_versions(args):
     }
     if "haproxy" in args.candidates:
         v["haproxy"] = out(["haproxy", "-v"])
-    commit = out(["git", "-C", REPO, "rev-parse", "HEAD"])
-    dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "src", "Cargo.toml",
-                            "Cargo.lock"], capture_output=True, text=True).stdout.strip()
-    v["git_commit"] = commit + (" (with uncommitted changes in src/ or Cargo.*)" if dirty else "")
+    if getattr(args, "built_commit", None):
+        v["git_commit"] = "%s (proxy built from this commit with --build)" % args.built_commit
+    else:
+        commit = out(["git", "-C", REPO, "rev-parse", "HEAD"])
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "src", "Cargo.toml",
+                                "Cargo.lock"], capture_output=True, text=True).stdout.strip()
+        v["git_commit"] = commit + (" (work tree with uncommitted changes in src/ or Cargo.*)"
+                                    if dirty else "")
     if "proxy" in args.candidates:
         v["proxy_binary"] = args.proxy_bin_source
         v["proxy_version"] = out([args.proxy_bin, "--version"]) if os.path.exists(args.proxy_bin) else "missing"
@@ -261,6 +265,31 @@ def ensure_tools(args):
             sys.exit("error: still missing after apt-get: %s" % ", ".join(still))
     if "proxy" in args.candidates and not os.access(args.proxy_bin, os.X_OK):
         sys.exit("error: %s not found; build it first with `cargo build --release`" % args.proxy_bin)
+
+
+def build_proxy(rev):
+    """git archive REV into .build/src and cargo build --release there; returns (binary, commit)."""
+    commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--verify", rev + "^{commit}"],
+                            capture_output=True, text=True)
+    if commit.returncode != 0:
+        sys.exit("error: unknown git revision %r" % rev)
+    commit = commit.stdout.strip()
+    build = os.path.join(HERE, ".build")
+    src = os.path.join(build, "src")
+    shutil.rmtree(src, ignore_errors=True)
+    os.makedirs(src)
+    log("building redis-master-proxy at %s in %s" % (commit[:12], src))
+    archive = subprocess.Popen(["git", "-C", REPO, "archive", commit], stdout=subprocess.PIPE)
+    subprocess.run(["tar", "-x", "-C", src], stdin=archive.stdout, check=True)
+    archive.stdout.close()
+    if archive.wait() != 0:
+        sys.exit("error: git archive %s failed" % commit)
+    env = dict(os.environ, CARGO_TARGET_DIR=os.path.join(build, "target"))
+    r = subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "redis-master-proxy"],
+                       cwd=src, env=env)
+    if r.returncode != 0:
+        sys.exit("error: cargo build --release failed for %s" % commit)
+    return os.path.join(build, "target", "release", "redis-master-proxy"), commit
 
 
 # --------------------------------------------------------------------------------------
@@ -1064,7 +1093,12 @@ def main():
                          "topology is stable; default 25)" % MAX_EXTRA_OBSERVE)
     ap.add_argument("--out", default=os.path.join(REPO, "docs", "failover"),
                     help="output directory (default docs/failover)")
-    ap.add_argument("--proxy-bin", default=os.path.join(REPO, "target", "release", "redis-master-proxy"))
+    ap.add_argument("--proxy-bin", default=os.path.join(REPO, "target", "release", "redis-master-proxy"),
+                    help="the proxy binary (default target/release/redis-master-proxy)")
+    ap.add_argument("--build", metavar="REV",
+                    help="build the proxy from git revision REV (e.g. HEAD) in a scratch "
+                         "checkout under benches/failover/.build and use that binary, so the "
+                         "results name exactly the commit they measured")
     ap.add_argument("--no-charts", action="store_true", help="skip the matplotlib charts")
     ap.add_argument("--no-identify", action="store_true",
                     help="do not send CONFIG GET port on new connections (no per-node attribution)")
@@ -1099,6 +1133,10 @@ def main():
         raise KeyboardInterrupt()
     signal.signal(signal.SIGTERM, on_term)
 
+    if args.build and "proxy" in args.candidates:
+        args.proxy_bin, args.built_commit = build_proxy(args.build)
+    else:
+        args.built_commit = None
     ensure_tools(args)
     os.makedirs(args.out, exist_ok=True)
     bin_dir = None
