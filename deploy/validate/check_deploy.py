@@ -350,6 +350,10 @@ def check_workload(docs, name, cfg_expect_ns):
     check(isinstance(sleep, int) and sleep > 0 and "exec" not in pre,
           f"{dn}: preStop is a kubelet sleep (no shell needed in the image)")
 
+    opts = {o.get("name"): o.get("value") for o in (pod.get("dnsConfig") or {}).get("options") or []}
+    check(opts.get("ndots") is not None and int(opts["ndots"]) <= 4,
+          f"{dn}: dnsConfig ndots <= 4, so the FQDN backends are looked up as written first")
+
     # Config: mounted ConfigMap, parsed.
     vols = {v["name"]: v for v in pod.get("volumes") or []}
     mounts = {m["mountPath"]: m for m in c.get("volumeMounts") or []}
