@@ -182,6 +182,7 @@ stage_manifests() {
       rc=1
     fi
   done
+  "$PY" "$VALIDATE_DIR/check_deploy.py" examples "$ROOT/deploy/kubernetes/base" "$KUBE_VERSIONS" || rc=1
   return $rc
 }
 
