@@ -407,8 +407,12 @@ def check_workload(docs, name, cfg_expect_ns):
             check(resolves_to(tp) is not None, f"{sn}: port {p['port']} targets container port {tp!r}")
     client = [s for s in svcs if any(resolves_to(p.get("targetPort", p["port"])) == 6379 and p["port"] == 6379
                                      for p in s["spec"]["ports"])]
-    check(len(client) >= 1, f"{name}: a Service exposes the proxies on 6379 "
+    check(len(client) == 1, f"{name}: exactly one Service exposes the proxies on 6379 "
                             f"({', '.join(s['metadata']['name'] for s in client)})")
+    if name.startswith("overlays-side-by-side"):
+        # The point of this overlay: HAProxy keeps the `redis-master` Service until the cutover.
+        check(not any(s["metadata"]["name"] == "redis-master" for s in svcs),
+              f"{name}: leaves the redis-master Service alone")
 
     # PodDisruptionBudget.
     pdbs = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
