@@ -133,6 +133,7 @@ pub fn route(head: &[u8], state: &AdminState) -> (u16, &'static str, String) {
                 "master": snapshot.master,
                 "backends": snapshot.backends,
                 "split_brain": snapshot.split_brain,
+                "sentinel": snapshot.sentinel,
                 "check_rounds": snapshot.rounds,
                 "client_connections": state.data.active.load(Ordering::Relaxed),
                 "shutting_down": state.shutting_down.is_cancelled(),
@@ -234,6 +235,25 @@ pub fn status_table(json: &str) -> Result<String, String> {
         s(&v["split_brain"]),
         s(&v["check_rounds"])
     );
+    if let Some(sn) = v.get("sentinel").filter(|x| !x.is_null()) {
+        let _ = writeln!(
+            out,
+            "sentinels: {}/{} reachable, they name {} ({}){}{}",
+            s(&sn["reachable"]),
+            s(&sn["configured"]),
+            s(&sn["master"]),
+            s(&sn["backend"]),
+            if sn["disagrees"].as_bool() == Some(true) {
+                "  DISAGREE with INFO"
+            } else {
+                ""
+            },
+            sn["hold"]
+                .as_str()
+                .map(|h| format!("  holding old master {h}"))
+                .unwrap_or_default()
+        );
+    }
     let _ = writeln!(
         out,
         "\n{:<44} {:<22} {:<5} {:<8} {:>12} {:>10} {:>9}  ERROR",

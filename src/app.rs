@@ -16,10 +16,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
-use crate::control::{Control, Status, Trigger};
+use crate::control::{Control, Status};
 use crate::listener::{self, DataPath, Settings};
 use crate::metrics as m;
 use crate::routing::{DrainMode, RouteTable};
+use crate::sentinel;
 
 /// What the process asks of a running app.
 #[derive(Debug)]
@@ -57,8 +58,6 @@ pub async fn run(
     let mut cfg = Arc::new(cfg);
     let table = Arc::new(RouteTable::default());
     let status = Arc::new(ArcSwap::from_pointee(Status::default()));
-    let sentinel_choice = Arc::new(ArcSwap::from_pointee(None));
-    let trigger = Trigger::default();
     let data = Arc::new(DataPath {
         table: table.clone(),
         settings: ArcSwap::from_pointee(settings(&cfg)),
@@ -74,14 +73,24 @@ pub async fn run(
     let stop_admin = CancellationToken::new();
 
     let (reload_tx, reload_rx) = mpsc::channel::<Arc<Config>>(4);
-    let control = Control::new(
-        cfg.clone(),
-        table.clone(),
-        status.clone(),
-        sentinel_choice,
-        trigger,
-    );
-    let control_task = tokio::spawn(control.run(stop_control.clone(), reload_rx));
+    let control = Control::new(cfg.clone(), table.clone(), status.clone());
+    let (events_tx, events_rx) = mpsc::channel::<sentinel::Resolved>(64);
+    let stop_sentinels = CancellationToken::new();
+    let mut sentinel_tasks = tokio::task::JoinSet::new();
+    if let Some(sc) = &cfg.sentinel {
+        for addr in &sc.addresses {
+            sentinel_tasks.spawn(sentinel::subscribe_loop(
+                addr.clone(),
+                sc.auth.clone(),
+                sc.master_name.clone(),
+                cfg.connect_timeout.0,
+                events_tx.clone(),
+                stop_sentinels.clone(),
+            ));
+        }
+    }
+    drop(events_tx);
+    let control_task = tokio::spawn(control.run(stop_control.clone(), reload_rx, events_rx));
     let accept_task = tokio::spawn(listener::accept_loop(
         client,
         data.clone(),
@@ -127,6 +136,8 @@ pub async fn run(
     let _ = accept_task.await;
     stop_control.cancel();
     let _ = control_task.await;
+    stop_sentinels.cancel();
+    while sentinel_tasks.join_next().await.is_some() {}
     table.publish(None, DrainMode::Graceful);
     data.sessions.close();
     let grace = cfg.shutdown_grace.0;

@@ -7,15 +7,23 @@
 //!
 //! After anything changes (a role, a replication id, the route), rounds run every
 //! [`FAST_INTERVAL`] for [`FAST_PERIOD`], so a switch in progress is followed in tens of
-//! milliseconds rather than at the next one-second tick. Other parts (the sentinel watcher) can
-//! ask for an immediate round through [`Trigger`].
+//! milliseconds rather than at the next one-second tick.
+//!
+//! With sentinels configured, each round also asks every sentinel for the master (majority of
+//! the reachable ones, fed to the election), and the sentinels' failover events arrive between
+//! rounds: any event triggers an immediate round; an event that says a failover of the current
+//! master is committed ("a replica was selected/promoted", "+switch-master") **holds** the old
+//! master at once: the route is withdrawn (sessions closed, new clients wait for the new master)
+//! and the old master is not routed to again until it is demoted, the failover is aborted, or
+//! the hold expires. A request that was never forwarded to the old master is never acknowledged
+//! by it, so it cannot be lost with it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use tokio::sync::Notify;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, HostPort};
@@ -24,23 +32,26 @@ use crate::health::{self, CheckError};
 use crate::info::{ReplicationInfo, Role};
 use crate::metrics as m;
 use crate::routing::{DrainMode, RouteTable};
+use crate::sentinel::{self, Kind};
 
 /// Interval of rounds while something is changing.
 pub const FAST_INTERVAL: Duration = Duration::from_millis(100);
 /// How long the fast interval lasts after the last change.
 pub const FAST_PERIOD: Duration = Duration::from_secs(5);
 
-/// Asks the control loop for a round now (e.g. a sentinel announced a failover).
-#[derive(Clone, Default)]
-pub struct Trigger(Arc<Notify>);
+/// How long a failover event keeps the old master out of the route when nothing else ends the
+/// hold (the old master is demoted, or the failover is aborted).
+pub const FAILOVER_HOLD: Duration = Duration::from_secs(10);
+/// How long the sentinels may name another master than the election before it counts as a
+/// disagreement (they trail INFO during every failover).
+pub const DISAGREE_GRACE: Duration = Duration::from_secs(5);
 
-impl Trigger {
-    pub fn fire(&self) {
-        self.0.notify_one();
-    }
-    async fn fired(&self) {
-        self.0.notified().await
-    }
+/// The old master of a failover in progress, kept out of the route.
+#[derive(Clone, Debug)]
+struct Hold {
+    addr: SocketAddr,
+    until: Instant,
+    event: &'static str,
 }
 
 /// What the control loop knows of one backend between rounds.
@@ -70,6 +81,22 @@ pub struct Status {
     pub rounds: u64,
     /// Whether a split brain was seen in the last round.
     pub split_brain: bool,
+    /// The sentinels' view, when configured.
+    pub sentinel: Option<SentinelStatus>,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SentinelStatus {
+    /// The master a majority of the reachable sentinels name (`host:port` as they name it).
+    pub master: Option<String>,
+    /// The configured backend it maps to.
+    pub backend: Option<String>,
+    pub reachable: usize,
+    pub configured: usize,
+    /// The sentinels name a master the INFO checks do not confirm.
+    pub disagrees: bool,
+    /// The old master held out of the route during a failover, and the event that started it.
+    pub hold: Option<String>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -103,37 +130,37 @@ pub struct Control {
     cfg: Arc<Config>,
     table: Arc<RouteTable>,
     status: Arc<ArcSwap<Status>>,
-    /// Which backend the sentinels' majority names, set by the sentinel watcher.
-    sentinel_choice: Arc<ArcSwap<Option<HostPort>>>,
-    trigger: Trigger,
+    /// The sentinels' view from the last round.
+    sentinel_view: SentinelStatus,
+    /// The backend the sentinels' majority names (index), for the election.
+    sentinel_choice: Option<usize>,
+    hold: Option<Hold>,
     /// Run rounds at [`FAST_INTERVAL`] until then.
     fast_until: Option<Instant>,
     /// The split brain masters last logged, so a standing conflict is logged once.
     last_conflict: Vec<usize>,
-    /// Whether the last round's sentinel disagreement has been logged.
+    /// Whether the standing sentinel disagreement has been logged and counted.
     sentinel_disagreed: bool,
+    /// When the sentinels started to disagree with the election.
+    disagree_since: Option<Instant>,
     rounds: u64,
     since: Option<SystemTime>,
 }
 
 impl Control {
-    pub fn new(
-        cfg: Arc<Config>,
-        table: Arc<RouteTable>,
-        status: Arc<ArcSwap<Status>>,
-        sentinel_choice: Arc<ArcSwap<Option<HostPort>>>,
-        trigger: Trigger,
-    ) -> Control {
+    pub fn new(cfg: Arc<Config>, table: Arc<RouteTable>, status: Arc<ArcSwap<Status>>) -> Control {
         let mut c = Control {
             backends: Vec::new(),
             cfg: cfg.clone(),
             table,
             status,
-            sentinel_choice,
-            trigger,
+            sentinel_view: SentinelStatus::default(),
+            sentinel_choice: None,
+            hold: None,
             fast_until: None,
             last_conflict: Vec::new(),
             sentinel_disagreed: false,
+            disagree_since: None,
             rounds: 0,
             since: None,
         };
@@ -172,17 +199,15 @@ impl Control {
         self.cfg = cfg;
     }
 
-    /// Runs rounds until `shutdown`, taking reloaded configurations from `reloads` between
-    /// rounds.
+    /// Runs rounds until `shutdown`, taking reloaded configurations from `reloads` and
+    /// sentinel events from `events` between rounds.
     pub async fn run(
         mut self,
         shutdown: CancellationToken,
-        mut reloads: tokio::sync::mpsc::Receiver<Arc<Config>>,
+        mut reloads: mpsc::Receiver<Arc<Config>>,
+        mut events: mpsc::Receiver<sentinel::Resolved>,
     ) {
         loop {
-            while let Ok(cfg) = reloads.try_recv() {
-                self.reconfigure(cfg);
-            }
             let started = tokio::time::Instant::now();
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -197,11 +222,42 @@ impl Control {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep_until(started + interval) => {}
-                _ = self.trigger.fired() => {
-                    self.fast_until = Some(Instant::now() + FAST_PERIOD);
-                }
                 Some(cfg) = reloads.recv() => self.reconfigure(cfg),
+                Some(ev) = events.recv() => {
+                    self.on_sentinel_event(ev);
+                    // Take whatever else arrived in the same burst before checking.
+                    while let Ok(ev) = events.try_recv() {
+                        self.on_sentinel_event(ev);
+                    }
+                }
             }
+        }
+    }
+
+    /// A sentinel event: hold the old master when a failover of it is committed, release the
+    /// hold when it is aborted; in every case the caller runs a round at once.
+    pub fn on_sentinel_event(&mut self, ev: sentinel::Resolved) {
+        self.fast_until = Some(Instant::now() + FAST_PERIOD);
+        match ev.event.kind {
+            Kind::FailoverUnderWay => {
+                let Some(old) = ev.old_master else { return };
+                let held_now = self.hold.as_ref().is_some_and(|h| h.addr == old);
+                self.hold = Some(Hold {
+                    addr: old,
+                    until: Instant::now() + FAILOVER_HOLD,
+                    event: ev.event.channel,
+                });
+                if !held_now {
+                    tracing::warn!(old_master = %old, event = ev.event.channel, sentinel = %ev.sentinel, "failover under way: the old master gets no more client requests");
+                }
+                self.elect_and_publish();
+            }
+            Kind::Aborted => {
+                if self.hold.take().is_some() {
+                    tracing::warn!(event = ev.event.channel, sentinel = %ev.sentinel, "failover aborted: the old master may be routed to again");
+                }
+            }
+            Kind::Activity => {}
         }
     }
 
@@ -215,22 +271,86 @@ impl Control {
             let auth = auth.clone();
             set.spawn(async move { (i, health::check(&hp, auth.as_ref(), timeout).await) });
         }
+        let sentinels = self.query_sentinels();
         let mut reports = Vec::with_capacity(self.backends.len());
         while let Some(r) = set.join_next().await {
             if let Ok(r) = r {
                 reports.push(r);
             }
         }
+        let answers = sentinels.await;
         let mut changed = false;
         for (i, report) in reports {
             changed |= self.observe(i, report);
         }
+        self.apply_sentinel_answers(answers).await;
         changed |= self.elect_and_publish();
         if changed {
             self.fast_until = Some(Instant::now() + FAST_PERIOD);
         }
         self.rounds += 1;
         self.publish_status();
+    }
+
+    /// Asks every configured sentinel for the master, concurrently with the checks.
+    fn query_sentinels(
+        &self,
+    ) -> impl std::future::Future<Output = Vec<Option<Option<HostPort>>>> + 'static {
+        let sc = self.cfg.sentinel.clone();
+        let timeout = self.cfg.health.timeout.0;
+        async move {
+            let Some(sc) = sc else { return Vec::new() };
+            let mut set = tokio::task::JoinSet::new();
+            for (i, addr) in sc.addresses.iter().enumerate() {
+                let (addr, auth, name) = (addr.clone(), sc.auth.clone(), sc.master_name.clone());
+                set.spawn(async move {
+                    let r = sentinel::query_master(&addr, auth.as_ref(), &name, timeout).await;
+                    (i, addr, r)
+                });
+            }
+            let mut answers = vec![None; sc.addresses.len()];
+            while let Some(Ok((i, addr, r))) = set.join_next().await {
+                let label = addr.to_string();
+                match r {
+                    Ok(a) => answers[i] = Some(a),
+                    Err(e) => {
+                        tracing::debug!(sentinel = %label, error = %e, "sentinel query failed");
+                        metrics::gauge!(m::SENTINEL_UP, "sentinel" => label).set(0.0);
+                    }
+                }
+            }
+            answers
+        }
+    }
+
+    /// Maps the sentinels' majority to a configured backend (by resolved address, so IPs that
+    /// sentinels announce match host names in the config).
+    async fn apply_sentinel_answers(&mut self, answers: Vec<Option<Option<HostPort>>>) {
+        let Some(sc) = &self.cfg.sentinel else {
+            self.sentinel_choice = None;
+            self.sentinel_view = SentinelStatus::default();
+            return;
+        };
+        let named = sentinel::majority(&answers);
+        let addr = match &named {
+            Some(hp) => health::resolve(hp).await.ok(),
+            None => None,
+        };
+        self.sentinel_choice = named.as_ref().and_then(|hp| {
+            self.backends
+                .iter()
+                .position(|b| &b.config == hp || (addr.is_some() && b.addr == addr))
+        });
+        self.sentinel_view = SentinelStatus {
+            master: named.map(|hp| hp.to_string()),
+            backend: self
+                .sentinel_choice
+                .map(|i| self.backends[i].name.to_string()),
+            reachable: answers.iter().filter(|a| a.is_some()).count(),
+            configured: sc.addresses.len(),
+            disagrees: self.sentinel_disagreed,
+            hold: None,
+        };
     }
 
     /// Applies one check report; returns whether something that matters to the election
@@ -309,17 +429,23 @@ impl Control {
             .table
             .load()
             .and_then(|r| self.backends.iter().position(|b| b.name == r.backend));
-        let sentinel = self
-            .sentinel_choice
-            .load()
-            .as_ref()
-            .as_ref()
-            .and_then(|hp| self.backends.iter().position(|b| &b.config == hp));
+        let sentinel = self.sentinel_choice;
+        // The hold ends once the old master is demoted or its time is up.
+        if let Some(h) = &self.hold {
+            let demoted = self.backends.iter().any(|b| {
+                b.addr == Some(h.addr) && b.info.as_ref().is_some_and(|i| i.role == Role::Replica)
+            });
+            if demoted || Instant::now() >= h.until {
+                tracing::info!(old_master = %h.addr, demoted, "failover hold released");
+                self.hold = None;
+            }
+        }
+        let held = self.hold.as_ref().map(|h| h.addr);
         let cands: Vec<Candidate> = self
             .backends
             .iter()
             .map(|b| Candidate {
-                up: b.health.is_up(),
+                up: b.health.is_up() && (held.is_none() || b.addr != held),
                 info: b.info.as_ref(),
             })
             .collect();
@@ -348,15 +474,21 @@ impl Control {
                 );
             }
         }
-        if out.sentinel_disagrees != self.sentinel_disagreed {
-            if out.sentinel_disagrees {
+        // Sentinels lag INFO by a second or two during every failover (they announce the
+        // switch after the promotion is visible), so only a disagreement that outlasts
+        // DISAGREE_GRACE is drift worth a log line, a counter and an alert.
+        if out.sentinel_disagrees && self.hold.is_none() {
+            let since = *self.disagree_since.get_or_insert_with(Instant::now);
+            if !self.sentinel_disagreed && since.elapsed() >= DISAGREE_GRACE {
                 let named = sentinel.map(|i| &*self.backends[i].name);
                 tracing::warn!(sentinel_master = ?named, chosen = ?out.chosen.map(|i| &*self.backends[i].name), "the sentinels name a master that the INFO checks do not confirm; keeping the INFO choice");
                 metrics::counter!(m::SENTINEL_DISAGREEMENTS).increment(1);
+                self.sentinel_disagreed = true;
             }
-            self.sentinel_disagreed = out.sentinel_disagrees;
+        } else {
+            self.disagree_since = None;
+            self.sentinel_disagreed = false;
         }
-
         let target = out.chosen.and_then(|i| {
             let b = &self.backends[i];
             b.addr.map(|a| (b.name.clone(), a))
@@ -366,6 +498,7 @@ impl Control {
         let mode = match current.map(|i| &self.backends[i]) {
             Some(old)
                 if old.health.is_up()
+                    && old.addr != held
                     && old.info.as_ref().is_some_and(|i| i.role == Role::Master) =>
             {
                 DrainMode::Graceful
@@ -395,6 +528,11 @@ impl Control {
                 previous = ?current.map(|i| &*self.backends[i].name),
                 drain = ?mode,
                 "master route published"
+            ),
+            None if self.hold.is_some() => tracing::warn!(
+                previous = ?current.map(|i| &*self.backends[i].name),
+                epoch = self.table.epoch(),
+                "route withdrawn while the failover completes; new clients wait for the new master"
             ),
             None => tracing::error!(
                 previous = ?current.map(|i| &*self.backends[i].name),
@@ -453,6 +591,14 @@ impl Control {
             master,
             rounds: self.rounds,
             split_brain: !self.last_conflict.is_empty(),
+            sentinel: self.cfg.sentinel.as_ref().map(|_| SentinelStatus {
+                disagrees: self.sentinel_disagreed,
+                hold: self
+                    .hold
+                    .as_ref()
+                    .map(|h| format!("{} (since {})", h.addr, h.event)),
+                ..self.sentinel_view.clone()
+            }),
         }));
     }
 }

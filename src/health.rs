@@ -91,35 +91,7 @@ pub async fn check(backend: &HostPort, auth: Option<&Auth>, timeout: Duration) -
         }
     };
     let run = async {
-        let addr = resolve(backend).await?;
-        set("connecting", Some(addr));
-        let mut stream = TcpStream::connect(addr).await.map_err(|e| {
-            if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                CheckError::Refused(addr)
-            } else {
-                CheckError::Connect {
-                    addr,
-                    message: e.to_string(),
-                }
-            }
-        })?;
-        let _ = stream.set_nodelay(true);
-        let request =
-            info::check_request(auth.map(|a| (a.username.as_deref(), a.password.expose())));
-        set("sending", None);
-        stream
-            .write_all(&request)
-            .await
-            .map_err(|e| CheckError::Io(e.to_string()))?;
-        let mut buf = BytesMut::with_capacity(4096);
-        if auth.is_some() {
-            set("waiting for the AUTH reply", None);
-            let frame = read_frame(&mut stream, &mut buf).await?;
-            info::check_auth_reply(&frame).map_err(|e| match e {
-                ReplyError::Redis(msg) => CheckError::Auth(msg),
-                other => CheckError::Reply(other),
-            })?;
-        }
+        let (mut stream, mut buf) = open(backend, auth, &[b"INFO", b"replication"], &set).await?;
         set("waiting for the INFO reply", None);
         let frame = read_frame(&mut stream, &mut buf).await?;
         info::parse_info_reply(&frame).map_err(CheckError::Reply)
@@ -139,6 +111,55 @@ pub async fn check(backend: &HostPort, auth: Option<&Auth>, timeout: Duration) -
     }
 }
 
+/// Resolves `target`, connects, and sends `AUTH` (when configured) pipelined with `command`;
+/// reads the AUTH reply and returns the stream and buffer positioned at the command's reply.
+/// `progress` is told each stage (and the resolved address) so a timeout can say where it
+/// stopped.
+pub(crate) async fn open(
+    target: &HostPort,
+    auth: Option<&Auth>,
+    command: &[&[u8]],
+    progress: &(dyn Fn(&'static str, Option<SocketAddr>) + Sync),
+) -> Result<(TcpStream, BytesMut), CheckError> {
+    let addr = resolve(target).await?;
+    progress("connecting", Some(addr));
+    let mut stream = TcpStream::connect(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            CheckError::Refused(addr)
+        } else {
+            CheckError::Connect {
+                addr,
+                message: e.to_string(),
+            }
+        }
+    })?;
+    let _ = stream.set_nodelay(true);
+    let mut request = BytesMut::with_capacity(128);
+    if let Some(a) = auth {
+        let pw = a.password.expose().as_bytes();
+        match a.username.as_deref() {
+            Some(u) => info::encode_command(&mut request, &[b"AUTH", u.as_bytes(), pw]),
+            None => info::encode_command(&mut request, &[b"AUTH", pw]),
+        }
+    }
+    info::encode_command(&mut request, command);
+    progress("sending", None);
+    stream
+        .write_all(&request)
+        .await
+        .map_err(|e| CheckError::Io(e.to_string()))?;
+    let mut buf = BytesMut::with_capacity(4096);
+    if auth.is_some() {
+        progress("waiting for the AUTH reply", None);
+        let frame = read_frame(&mut stream, &mut buf).await?;
+        info::check_auth_reply(&frame).map_err(|e| match e {
+            ReplyError::Redis(msg) => CheckError::Auth(msg),
+            other => CheckError::Reply(other),
+        })?;
+    }
+    Ok((stream, buf))
+}
+
 /// Resolves the backend's host name now (no caching: a restarted pod's new IP is seen at once).
 pub async fn resolve(backend: &HostPort) -> Result<SocketAddr, CheckError> {
     if let Ok(ip) = backend.host.parse::<std::net::IpAddr>() {
@@ -154,7 +175,7 @@ pub async fn resolve(backend: &HostPort) -> Result<SocketAddr, CheckError> {
     addrs.next().ok_or_else(|| err("no addresses".into()))
 }
 
-async fn read_frame(
+pub(crate) async fn read_frame(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
 ) -> Result<redis_protocol::resp2::types::OwnedFrame, CheckError> {

@@ -10,6 +10,7 @@
 //! - [`info`]: sans-IO encoding of the check commands and parsing of `INFO replication`.
 //! - [`health`]: one check of one backend (resolve, connect, AUTH, INFO, bounded by a timeout).
 //! - [`election`]: pure rules: rise/fall hysteresis and exactly one master.
+//! - [`sentinel`]: optional second source: failover events and the sentinels' master.
 //! - [`control`]: the loop: check all backends each round, elect, publish, status, metrics.
 //! - [`admin`], [`metrics`]: `/metrics`, `/livez`, `/readyz`, `/status`; metric names.
 //!
@@ -41,5 +42,6 @@ pub mod listener;
 pub mod metrics;
 pub mod relay;
 pub mod routing;
+pub mod sentinel;
 pub mod shutdown;
 pub mod splice;

@@ -200,7 +200,8 @@ impl Drop for Proxy {
             let _ = c.kill();
             let _ = c.wait();
         }
-        if std::thread::panicking() {
+        // RMP_TEST_PRINT_LOG=1 prints the log of passing tests too.
+        if std::thread::panicking() || std::env::var_os("RMP_TEST_PRINT_LOG").is_some() {
             let log = self.log();
             let tail: Vec<&str> = log.lines().rev().take(80).collect();
             eprintln!("--- proxy log (last 80 lines) ---");

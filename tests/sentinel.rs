@@ -1,0 +1,259 @@
+//! Failover with real sentinels: a master, two replicas and three `redis-sentinel` processes
+//! (quorum 2, down-after 1000 ms, failover-timeout 3000 ms), and the proxy in front with both
+//! sources. In every mode the proxy ends on the new master and never routes to the old one
+//! again; during a planned switchover no write acknowledged through the proxy is lost.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::proxy::{Proxy, FOLLOW_TIMEOUT};
+use common::{wait_until, Client, RedisNode, Reply, Sentinels};
+
+const NAME: &str = "mymaster";
+
+struct Cluster {
+    nodes: Vec<RedisNode>,
+    sentinels: Sentinels,
+    proxy: Proxy,
+}
+
+fn cluster() -> Cluster {
+    let m = RedisNode::master();
+    let r1 = RedisNode::replica_of(&m);
+    let r2 = RedisNode::replica_of(&m);
+    let sentinels = Sentinels::start(3, NAME, &m, 2, 1000, 3000);
+    sentinels.wait_ready(2);
+    let nodes = vec![m, r1, r2];
+    let backends: Vec<String> = nodes.iter().map(|n| n.addr()).collect();
+    let addrs: Vec<String> = sentinels
+        .addrs()
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect();
+    let proxy = Proxy::start(
+        &backends,
+        &format!(
+            "wait_for_master = \"10s\"\n[sentinel]\naddresses = [{}]\nmaster_name = \"{NAME}\"\n",
+            addrs.join(", ")
+        ),
+    );
+    proxy.wait_master(&nodes[0].addr());
+    wait_until(
+        FOLLOW_TIMEOUT,
+        "proxy to subscribe to every sentinel",
+        || {
+            proxy
+                .log()
+                .matches("subscribed to sentinel failover events")
+                .count()
+                >= 3
+        },
+    );
+    Cluster {
+        nodes,
+        sentinels,
+        proxy,
+    }
+}
+
+/// Writes numbered keys through the proxy every few ms, reconnecting on error, until stopped.
+/// Returns the keys the proxy acknowledged with +OK.
+fn writer(addr: String, stop: Arc<AtomicBool>) -> thread::JoinHandle<Vec<String>> {
+    thread::spawn(move || {
+        let mut acked = Vec::new();
+        let mut conn: Option<Client> = None;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            n += 1;
+            let key = format!("probe:{n}");
+            let c = match conn.as_mut() {
+                Some(c) => c,
+                None => match Client::connect(&addr) {
+                    Ok(mut c) => {
+                        c.set_timeout(Some(Duration::from_secs(15)));
+                        conn.insert(c)
+                    }
+                    Err(_) => {
+                        thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                },
+            };
+            match c.cmd(&["SET", &key, "1"]) {
+                Ok(Reply::Status(s)) if s == "OK" => acked.push(key),
+                Ok(_) => {}
+                Err(_) => conn = None,
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        acked
+    })
+}
+
+fn addr_of(nodes: &[RedisNode], addr: &str) -> usize {
+    nodes
+        .iter()
+        .position(|n| n.addr() == addr)
+        .expect("a known node")
+}
+
+/// Watches the route for `dur` and fails if it ever points at `old`.
+fn never_routes_to(proxy: &Proxy, old: &str, dur: Duration) {
+    let end = Instant::now() + dur;
+    while Instant::now() < end {
+        assert_ne!(
+            proxy.master().as_deref(),
+            Some(old),
+            "routed back to the old master"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn planned_switchover_loses_no_acknowledged_write() {
+    let c = cluster();
+    let old = c.nodes[0].addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(c.proxy.addr.clone(), stop.clone());
+    thread::sleep(Duration::from_millis(500));
+
+    c.sentinels.failover().expect("SENTINEL FAILOVER");
+    let new = common::wait_for(FOLLOW_TIMEOUT, "sentinels to switch", || {
+        c.sentinels.master_addr().filter(|a| *a != old)
+    });
+    c.proxy.wait_master(&new);
+    thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let acked = w.join().unwrap();
+    assert!(
+        acked.len() > 20,
+        "the writer made progress: {}",
+        acked.len()
+    );
+
+    // Every acknowledged write is on the final master.
+    let newest = &c.nodes[addr_of(&c.nodes, &new)];
+    let mut lost = Vec::new();
+    for k in &acked {
+        if newest.get(k).is_none() {
+            lost.push(k.clone());
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    assert!(
+        c.proxy.log().contains("failover under way"),
+        "the sentinel event held the old master"
+    );
+    never_routes_to(&c.proxy, &old, Duration::from_secs(2));
+}
+
+#[test]
+fn killed_master_is_replaced_by_the_sentinels_choice() {
+    let mut c = cluster();
+    let old = c.nodes[0].addr();
+    c.nodes[0].kill();
+    c.proxy.wait_no_master();
+    let new = common::wait_for(
+        Duration::from_secs(30),
+        "sentinels to promote a replica",
+        || c.sentinels.master_addr().filter(|a| *a != old),
+    );
+    c.proxy.wait_master(&new);
+    let mut cl = c.proxy.client();
+    assert!(cl.cmd_ok(&["SET", "after-kill", "1"]).is_ok());
+    assert_eq!(
+        c.nodes[addr_of(&c.nodes, &new)]
+            .get("after-kill")
+            .as_deref(),
+        Some("1")
+    );
+}
+
+#[test]
+fn hung_master_waking_up_never_gets_the_route_back() {
+    let mut c = cluster();
+    let old = c.nodes[0].addr();
+    c.nodes[0].pause();
+    c.proxy.wait_no_master();
+    let new = common::wait_for(
+        Duration::from_secs(30),
+        "sentinels to promote a replica",
+        || c.sentinels.master_addr().filter(|a| *a != old),
+    );
+    c.proxy.wait_master(&new);
+    c.nodes[0].resume();
+    // It wakes up still saying role:master (until the sentinels demote it).
+    never_routes_to(&c.proxy, &old, Duration::from_secs(4));
+    c.nodes[0].wait_for_role("slave", Duration::from_secs(30));
+    assert_eq!(c.proxy.master().as_deref(), Some(new.as_str()));
+    let mut cl = c.proxy.client();
+    assert!(cl.cmd_ok(&["SET", "after-wake", "1"]).is_ok());
+    assert_eq!(
+        c.nodes[addr_of(&c.nodes, &new)]
+            .get("after-wake")
+            .as_deref(),
+        Some("1")
+    );
+}
+
+/// Sentinels whose state drifted name a replica: the proxy keeps the INFO choice and says so.
+#[test]
+fn drifted_sentinels_naming_a_replica_do_not_move_the_route() {
+    let a = RedisNode::master();
+    let b = RedisNode::replica_of(&a);
+    // These sentinels believe the replica B is the master (long down-after: no failover of it).
+    let drifted = Sentinels::start(3, NAME, &b, 2, 60_000, 180_000);
+    let addrs: Vec<String> = drifted.addrs().iter().map(|x| format!("\"{x}\"")).collect();
+    let proxy = Proxy::start(
+        &[a.addr(), b.addr()],
+        &format!(
+            "[sentinel]\naddresses = [{}]\nmaster_name = \"{NAME}\"\n",
+            addrs.join(", ")
+        ),
+    );
+    proxy.wait_master(&a.addr());
+    wait_until(FOLLOW_TIMEOUT, "the disagreement to be exposed", || {
+        proxy.status()["sentinel"]["disagrees"].as_bool() == Some(true)
+    });
+    assert_eq!(
+        proxy.status()["sentinel"]["backend"].as_str(),
+        Some(b.addr().as_str())
+    );
+    never_routes_to(&proxy, &b.addr(), Duration::from_secs(1));
+    assert!(
+        proxy
+            .metric("redis_master_proxy_sentinel_disagreements_total")
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    assert!(proxy.log().contains("do not confirm"));
+}
+
+/// With every sentinel gone, INFO-only election still follows a manual promotion.
+#[test]
+fn without_sentinels_info_election_still_follows_a_promotion() {
+    let mut c = cluster();
+    for i in 0..3 {
+        c.sentinels.kill(i);
+    }
+    wait_until(FOLLOW_TIMEOUT, "sentinels to be seen unreachable", || {
+        c.proxy.status()["sentinel"]["reachable"].as_u64() == Some(0)
+    });
+    c.nodes[1].promote();
+    c.proxy.wait_master(&c.nodes[1].addr());
+    c.nodes[0].replicate_from(&c.nodes[1]);
+    let mut cl = c.proxy.client();
+    assert!(cl.cmd_ok(&["SET", "info-only", "1"]).is_ok());
+    assert_eq!(c.nodes[1].get("info-only").as_deref(), Some("1"));
+}
