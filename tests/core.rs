@@ -413,3 +413,56 @@ fn sigterm_drains_sessions_and_exits_zero() {
     );
     assert!(proxy.log().contains("shutting down"));
 }
+
+/// Pub/sub and blocked (BLPOP) sessions on a replaced master are closed, so clients resubscribe
+/// or retry against the new master instead of waiting on a node that no longer gets writes.
+#[test]
+fn pubsub_and_blocked_sessions_are_closed_on_a_switch() {
+    let a = RedisNode::master();
+    let b = RedisNode::replica_of(&a);
+    let proxy = Proxy::start(&[a.addr(), b.addr()], "drain_timeout = \"1s\"");
+    proxy.wait_master(&a.addr());
+    let mut sub = proxy.client();
+    assert_eq!(
+        ok(sub.cmd(&["SUBSCRIBE", "events"]))
+            .as_array()
+            .map(|x| x.len()),
+        Some(3)
+    );
+    let addr = proxy.addr.clone();
+    let blocked = thread::spawn(move || {
+        let mut w = Client::connect(&addr).unwrap();
+        w.set_timeout(Some(Duration::from_secs(20)));
+        w.cmd(&["BLPOP", "queue", "0"])
+    });
+    wait_until(Duration::from_secs(10), "BLPOP to block", || {
+        a.info("clients").get("blocked_clients").map(String::as_str) == Some("1")
+    });
+
+    b.promote();
+    proxy.wait_master(&b.addr());
+    sub.set_timeout(Some(Duration::from_secs(10)));
+    assert!(
+        sub.read_reply().is_err(),
+        "the subscriber's session is closed"
+    );
+    assert!(
+        blocked.join().unwrap().is_err(),
+        "the blocked session is closed, not left waiting"
+    );
+
+    // Clients that come back land on the new master and work.
+    let mut sub2 = proxy.client();
+    assert_eq!(
+        ok(sub2.cmd(&["SUBSCRIBE", "events"]))
+            .as_array()
+            .map(|x| x.len()),
+        Some(3)
+    );
+    let mut p = proxy.client();
+    assert_eq!(ok(p.cmd(&["PUBLISH", "events", "hello"])).as_int(), Some(1));
+    assert_eq!(
+        ok(sub2.read_reply()).as_array().unwrap()[2].as_str(),
+        Some("hello")
+    );
+}
