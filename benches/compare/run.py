@@ -759,6 +759,37 @@ def hold_idle_connections(port, count, batch=200, deadline_s=120):
     return socks, failed
 
 
+def ping_all(socks, deadline_s=30):
+    """PING every held connection once more; return how many answered +PONG."""
+    sel = selectors.DefaultSelector()
+    bufs = {}
+    try:
+        for s in socks:
+            try:
+                if s.send(b"PING\r\n") == 6:
+                    bufs[s] = b""
+                    sel.register(s, selectors.EVENT_READ)
+            except OSError:
+                pass
+        ok = 0
+        end = time.monotonic() + deadline_s
+        while bufs and time.monotonic() < end:
+            for key, _ in sel.select(timeout=0.5):
+                s = key.fileobj
+                try:
+                    data = s.recv(64)
+                except OSError:
+                    data = b""
+                bufs[s] += data
+                if not data or bufs[s].endswith(b"\r\n"):
+                    ok += bufs[s].startswith(b"+PONG")
+                    sel.unregister(s)
+                    del bufs[s]
+        return ok
+    finally:
+        sel.close()
+
+
 def idle_test(cand, redis_port, count, settle_s):
     """Memory and fds of one freshly started candidate holding `count` idle connections."""
     pid = cand.pid if cand.pid is not None else REDIS_PID[0]
@@ -773,6 +804,9 @@ def idle_test(cand, redis_port, count, settle_s):
         cand.check_alive()
         after = mem_snapshot(pid)
         clients_after = redis_connected_clients(redis_port)
+        # Idle connections must still work: PING each once more.
+        alive = ping_all(socks)
+        cand.check_alive()
     finally:
         for s in socks:
             try:
@@ -786,6 +820,7 @@ def idle_test(cand, redis_port, count, settle_s):
         "requested": count,
         "held": held,
         "failed": failed,
+        "alive_after": alive,
         "open_seconds": round(open_s, 2),
         "before": before,
         "after": after,
@@ -948,25 +983,27 @@ def write_markdown(res, path):
         L.append(f"## {res['meta']['idle_conns']:,} idle client connections")
         L.append("")
         L.append("Each process was started fresh, then a client opened the connections, sent one `PING` "
-                 "on each (so the backend side is open too) and held them idle. RSS and open file "
-                 "descriptors were read from `/proc/PID/status` and `/proc/PID/fd` before and after; "
+                 "on each (so the backend side is open too) and held them idle. *open time* is how long "
+                 "opening them took, 200 connection attempts at a time; *held / alive* counts the connections "
+                 "that answered the first `PING` and those that still answered a second `PING` after the "
+                 "measurement. RSS and open file descriptors were read from `/proc/PID/status` and `/proc/PID/fd` before and after; "
                  "*peak RSS* is VmHWM with the connections open. *backend conns* is `connected_clients` "
                  "of redis-server while the connections were held (includes the health checks).")
         L.append("")
-        L.append("| process | held | RSS before | RSS after | peak RSS | RSS/conn | fds before | fds after | fds/conn | backend conns |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        L.append("| process | open time | held / alive | RSS before | RSS after | peak RSS | RSS/conn | fds before | fds after | fds/conn | backend conns |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for c in cands:
             r = idle.get(c)
             if r is None:
                 continue
             if "error" in r:
-                L.append(f"| {c} | failed: {r['error'][:80]} | | | | | | | | |")
+                L.append(f"| {c} | failed: {r['error'][:80]} | | | | | | | | | |")
                 continue
             b, a = r["before"], r["after"]
             name = c if c != "direct" else "direct (redis-server itself)"
             per_conn = r.get("rss_per_conn_bytes")
             L.append(
-                f"| {name} | {r['held']:,} | {fmt_kib(b['rss_kib'])} | {fmt_kib(a['rss_kib'])} | "
+                f"| {name} | {r['open_seconds']:.1f} s | {r['held']:,} / {r.get('alive_after', 0):,} | {fmt_kib(b['rss_kib'])} | {fmt_kib(a['rss_kib'])} | "
                 f"{fmt_kib(a['hwm_kib'])} | {fmt(per_conn / 1024 if per_conn is not None else None, '.1f')} KiB | "
                 f"{fmt(b['fds'], ',')} | {fmt(a['fds'], ',')} | {fmt(r.get('fds_per_conn'), '.2f')} | "
                 f"{fmt(r.get('backend_clients_after'), ',')} |"
@@ -1178,6 +1215,14 @@ def main(argv):
     redis = None
     samples, idle = [], {}
     try:
+        if binary is not None:
+            # A private copy, so that a rebuild during the run cannot swap the binary
+            # between candidates or rounds.
+            private = Path(workdir) / "redis-master-proxy"
+            shutil.copy2(binary, private)
+            for c in candidates:
+                if isinstance(c, Proxy):
+                    c.binary = private
         redis, redis_port = start_redis(workdir, maxclients=max(10_000, 2 * args.idle_conns + 2000))
         REDIS_PID[0] = redis.pid
         log(f"redis-server pid {redis.pid} on 127.0.0.1:{redis_port}")
@@ -1191,9 +1236,12 @@ def main(argv):
                     r = idle_test(c, redis_port, args.idle_conns, settle_s=1.0 if args.quick else 2.0)
                     idle[c.name] = r
                     a, b = r["after"], r["before"]
-                    log(f"  held {r['held']} (failed {r['failed']}), RSS {b['rss_kib']} -> {a['rss_kib']} KiB, "
+                    log(f"  held {r['held']} (failed {r['failed']}, answering PING after {r['alive_after']}) "
+                        f"in {r['open_seconds']}s, RSS {b['rss_kib']} -> {a['rss_kib']} KiB, "
                         f"peak {a['hwm_kib']} KiB, fds {b['fds']} -> {a['fds']}, "
                         f"redis clients {r['backend_clients_after']}")
+                    if c.proc is not None and (r["failed"] or r["alive_after"] < r["held"]):
+                        log(f"  {c.name} log (tail):\n{tail(c.proc.log_path, 10)}")
                 except BenchError as e:
                     log(f"idle test failed for {c.name}: {e}")
                     idle[c.name] = {"error": str(e).splitlines()[0]}
