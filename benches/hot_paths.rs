@@ -37,7 +37,8 @@ fn route_load(c: &mut Criterion) {
     table.publish(Some((Arc::from("redis-v2-0"), addr)), DrainMode::Graceful);
     let mut g = c.benchmark_group("route_load");
     g.bench_function("arc_swap", |b| b.iter(|| black_box(table.load())));
-    let locked: Mutex<Option<Arc<(Arc<str>, SocketAddr)>>> =
+    type Target = (Arc<str>, SocketAddr);
+    let locked: Mutex<Option<Arc<Target>>> =
         Mutex::new(Some(Arc::new((Arc::from("redis-v2-0"), addr))));
     g.bench_function("mutex", |b| {
         b.iter(|| black_box(locked.lock().unwrap().clone()))
