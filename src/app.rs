@@ -75,21 +75,7 @@ pub async fn run(
     let (reload_tx, reload_rx) = mpsc::channel::<Arc<Config>>(4);
     let control = Control::new(cfg.clone(), table.clone(), status.clone());
     let (events_tx, events_rx) = mpsc::channel::<sentinel::Resolved>(64);
-    let stop_sentinels = CancellationToken::new();
-    let mut sentinel_tasks = tokio::task::JoinSet::new();
-    if let Some(sc) = &cfg.sentinel {
-        for addr in &sc.addresses {
-            sentinel_tasks.spawn(sentinel::subscribe_loop(
-                addr.clone(),
-                sc.auth.clone(),
-                sc.master_name.clone(),
-                cfg.connect_timeout.0,
-                events_tx.clone(),
-                stop_sentinels.clone(),
-            ));
-        }
-    }
-    drop(events_tx);
+    let mut sentinels = Subscriptions::start(&cfg, &events_tx);
     let control_task = tokio::spawn(control.run(stop_control.clone(), reload_rx, events_rx));
     let accept_task = tokio::spawn(listener::accept_loop(
         client,
@@ -122,6 +108,10 @@ pub async fn run(
         } else if new_max < old_max {
             data.limit.forget_permits(old_max - new_max);
         }
+        if new.sentinel != cfg.sentinel {
+            sentinels.stop().await;
+            sentinels = Subscriptions::start(&new, &events_tx);
+        }
         if reload_tx.send(new.clone()).await.is_err() {
             break;
         }
@@ -136,8 +126,7 @@ pub async fn run(
     let _ = accept_task.await;
     stop_control.cancel();
     let _ = control_task.await;
-    stop_sentinels.cancel();
-    while sentinel_tasks.join_next().await.is_some() {}
+    sentinels.stop().await;
     table.publish(None, DrainMode::Graceful);
     data.sessions.close();
     let grace = cfg.shutdown_grace.0;
@@ -152,4 +141,35 @@ pub async fn run(
     let _ = admin_task.await;
     tracing::info!(sessions_left, "stopped");
     ShutdownReport { sessions_left }
+}
+
+/// The event subscriptions to the configured sentinels, restarted when a reload changes them.
+struct Subscriptions {
+    stop: CancellationToken,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Subscriptions {
+    fn start(cfg: &Config, tx: &mpsc::Sender<sentinel::Resolved>) -> Subscriptions {
+        let stop = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        if let Some(sc) = &cfg.sentinel {
+            for addr in &sc.addresses {
+                tasks.spawn(sentinel::subscribe_loop(
+                    addr.clone(),
+                    sc.auth.clone(),
+                    sc.master_name.clone(),
+                    cfg.connect_timeout.0,
+                    tx.clone(),
+                    stop.clone(),
+                ));
+            }
+        }
+        Subscriptions { stop, tasks }
+    }
+
+    async fn stop(&mut self) {
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
 }

@@ -301,7 +301,7 @@ pub struct Health {
     pub fall: u32,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Auth {
     /// ACL user; `None` sends the one-argument `AUTH password`.
     pub username: Option<String>,
@@ -310,7 +310,7 @@ pub struct Auth {
     pub source: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SentinelConfig {
     pub addresses: Vec<HostPort>,
     pub master_name: String,
