@@ -391,6 +391,16 @@ impl Control {
                 b.last_reason = None;
                 b.info = Some(info);
             }
+            Err(CheckError::Local(msg)) => {
+                // Our own descriptor shortage is no news about the backend: keep its state,
+                // so sessions and the route survive the proxy running at its limit.
+                metrics::counter!(m::CHECK_FAILURES, "backend" => label.clone(), "reason" => "local_resources")
+                    .increment(1);
+                if b.last_reason != Some("local_resources") {
+                    tracing::warn!(backend = %b.name, error = %msg, "check skipped: the proxy is out of descriptors; the backend keeps its state");
+                }
+                b.last_reason = Some("local_resources");
+            }
             Err(err) => {
                 let reason = err.reason();
                 metrics::counter!(m::CHECK_FAILURES, "backend" => label.clone(), "reason" => reason)

@@ -25,6 +25,10 @@ pub enum CheckError {
     Resolve { host: String, message: String },
     #[error("connection refused by {0}")]
     Refused(SocketAddr),
+    /// The proxy itself is out of descriptors or memory: says nothing about the backend, so it
+    /// does not count against it.
+    #[error("the proxy cannot open a check connection: {0}")]
+    Local(String),
     #[error("cannot connect to {addr}: {message}")]
     Connect { addr: SocketAddr, message: String },
     #[error("no answer within {timeout:?} (while {stage})")]
@@ -48,6 +52,7 @@ impl CheckError {
         match self {
             CheckError::Resolve { .. } => "resolve",
             CheckError::Refused(_) => "refused",
+            CheckError::Local(_) => "local_resources",
             CheckError::Connect { .. } => "connect",
             CheckError::Timeout { .. } => "timeout",
             CheckError::Closed => "closed",
@@ -126,6 +131,11 @@ pub(crate) async fn open(
     let mut stream = TcpStream::connect(addr).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::ConnectionRefused {
             CheckError::Refused(addr)
+        } else if matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        ) {
+            CheckError::Local(e.to_string())
         } else {
             CheckError::Connect {
                 addr,

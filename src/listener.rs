@@ -41,6 +41,26 @@ pub struct DataPath {
     pub sessions: TaskTracker,
 }
 
+/// Listen backlog: after a failover every client reconnects at once, and a short queue (the
+/// standard library's 128) turns that burst into SYN drops and 1 s retransmits. The kernel caps
+/// it at `net.core.somaxconn`.
+pub const BACKLOG: i32 = 4096;
+
+/// Binds the client (or admin) listener with [`BACKLOG`] and `SO_REUSEADDR`. Call inside the
+/// runtime.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
 const BACKOFF_MIN: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 

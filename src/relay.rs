@@ -5,9 +5,9 @@
 //! in one task without splitting the streams. A pump moves bytes either by copying through a
 //! buffer (cheapest for small request/response traffic: one read, one write) or by `splice(2)`
 //! through a pipe (cheapest for bulk: no copy into userspace). In `auto` mode a direction starts
-//! copying and moves to splice when reads fill the buffer, then back to copying (and gives the
-//! pipe's two descriptors back) when a burst ends small. Buffers exist only during a burst, so an
-//! idle session holds no buffer and no pipe.
+//! copying and moves to splice when reads fill the buffer, then back to copying when a burst ends small.
+//! Buffers and pipes exist only during a burst (pipes come from a per-thread pool), so an idle
+//! session holds neither.
 //!
 //! # Drain
 //! When the route is replaced, the client→master pump stops at once: nothing read from the
@@ -202,7 +202,6 @@ async fn pump(
     counter: &AtomicU64,
 ) -> io::Result<PumpEnd> {
     let mut splicing = mode == RelayMode::Splice;
-    let mut pipe: Option<Pipe> = None;
     let mut splice_refused = false;
     loop {
         match route {
@@ -214,24 +213,20 @@ async fn pump(
             None => src.readable().await?,
         }
         if splicing && !splice_refused {
-            if pipe.is_none() {
-                pipe = Pipe::new();
-            }
-            if let Some(p) = pipe.as_mut() {
-                match splice_burst(src, dst, p, dir, route, clocks, counter).await {
+            // A pipe only for the length of the burst: idle sessions hold none.
+            if let Some(mut pipe) = Pipe::take() {
+                let burst = splice_burst(src, dst, &mut pipe, dir, route, clocks, counter).await;
+                pipe.give_back();
+                match burst {
                     Ok(Burst::Idle { bulk }) => {
                         if mode == RelayMode::Auto && !bulk {
                             splicing = false;
-                            pipe = None;
                         }
                         continue;
                     }
                     Ok(Burst::End(e)) => return Ok(e),
-                    Err(e) if is_splice_refused(&e) => {
-                        // Some socket types (or kernels) refuse splice: copy from now on.
-                        splice_refused = true;
-                        pipe = None;
-                    }
+                    // Some socket types (or kernels) refuse splice: copy from now on.
+                    Err(e) if is_splice_refused(&e) => splice_refused = true,
                     Err(e) => return Err(e),
                 }
             }

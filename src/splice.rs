@@ -86,6 +86,37 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     }
 }
 
+/// Pipes kept per runtime thread between bursts. An idle session holds no pipe; a burst takes
+/// one from here (or creates one) and gives it back empty, so a forced `splice` relay costs two
+/// descriptors per *active* direction instead of per session, and creating pipes does not sit
+/// on the path of every request.
+const POOL_PER_THREAD: usize = 64;
+
+thread_local! {
+    static POOL: std::cell::RefCell<Vec<Pipe>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Pipe {
+    /// A pipe from this thread's pool, or a new one; `None` when none can be had.
+    pub fn take() -> Option<Pipe> {
+        POOL.with(|p| p.borrow_mut().pop()).or_else(Pipe::new)
+    }
+
+    /// Returns an empty pipe to this thread's pool (a pipe with bytes in it is closed instead:
+    /// its bytes belong to a session that is ending).
+    pub fn give_back(self) {
+        if self.pending != 0 {
+            return;
+        }
+        POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < POOL_PER_THREAD {
+                p.push(self);
+            }
+        });
+    }
+}
+
 /// Stand-in where splice(2) does not exist: never constructed, so the relay always copies.
 #[cfg(not(target_os = "linux"))]
 #[derive(Debug)]
