@@ -4,7 +4,8 @@
 
 One PNG per mode: one row per endpoint and client (the endpoint's run with the median
 disruption window of the first client),
-x = seconds since the trigger, one tick per write attempt at the height of its outcome,
+x = seconds since the trigger, one tick per write attempt at the height of its outcome (at
+its end; an attempt that took over 50 ms also gets a line from its start),
 with vertical markers for the promotion, +switch-master and the old master's demotion.
 """
 
@@ -50,16 +51,22 @@ def representative(runs, client):
     return ok[vals.index(m)]
 
 
+LONG = 0.05  # attempts longer than this are drawn as a line from their start to their end
+
+
 def rows_of(m):
-    """{row key: [end time in s]} from the compact attempt columns."""
+    """{row key: ([end time in s], [(start, end) of long attempts])} from the attempt columns."""
     a = m["attempts"]
     lost = set(a["lost"])
-    out = {k: [] for k, _, _ in ROWS}
+    out = {k: ([], []) for k, _, _ in ROWS}
     for i, code in enumerate(a["kind"]):
         kind = CODES[code]
         if kind == "ok" and (i + 1) in lost:
             kind = "lost"
-        out[kind].append(a["end_ms"][i] / 1000.0)
+        start, end = a["start_ms"][i] / 1000.0, a["end_ms"][i] / 1000.0
+        out[kind][0].append(end)
+        if end - start > LONG:
+            out[kind][1].append((start, end))
     return out
 
 
@@ -85,10 +92,12 @@ def draw(doc, mode, out_dir):
         m = r["clients"][client]
         rows = rows_of(m)
         for yi, (key, _, colour) in enumerate(ROWS):
-            xs = rows[key]
+            xs, spans = rows[key]
             y = len(ROWS) - 1 - yi
             if xs:
                 ax.scatter(xs, [y] * len(xs), marker="|", s=60, linewidths=0.6, color=colour)
+            for x0, x1 in spans:
+                ax.plot([x0, x1], [y, y], color=colour, linewidth=1.5, alpha=0.7)
         for key, label, colour, ls in MARKERS:
             t = r["times"].get(key)
             if t is not None:

@@ -126,8 +126,10 @@ def render(doc, charts):
             w("![%s timeline](%s.png)" % (mode, mode))
             w("")
             w("One row per endpoint and client, from the endpoint's run with the median disruption "
-              "window of the long-lived client; one tick per write attempt, at the height of its "
-              "outcome; `ok, lost later` are writes that were acknowledged and then lost.")
+              "window of the long-lived client; one tick per write attempt, when it ended, at the "
+              "height of its outcome (an attempt that took over 50 ms, such as a timeout, also gets "
+              "a line from its start); `ok, lost later` are writes that were acknowledged and then "
+              "lost.")
             w("")
         for cand in s["candidates"]:
             rs = [r for r in runs if r["mode"] == mode and r["candidate"] == cand]
@@ -184,11 +186,14 @@ def render(doc, charts):
                         fmt(t["old_master_back"]) + (" (as master)" if t.get("old_master_back_as_master") else ""),
                         fmt(t["old_master_demoted"]), r["final_master"]))
                 w("")
+            notes = {}
             for r in rs:
                 if "error" in r:
                     w("- run %d did not complete: `%s`" % (r["rep"], r["error"].replace("`", "'")[:400]))
                 for n in r.get("notes", []):
-                    w("- run %d: %s" % (r["rep"], n.replace("\n", " ")[:400]))
+                    notes.setdefault(n.replace("\n", " ")[:400], []).append(str(r["rep"]))
+            for n, reps in notes.items():
+                w("- run%s %s: %s" % ("s" if len(reps) > 1 else "", ", ".join(reps), n))
             details = {}
             for r in ok_runs:
                 for m in r["clients"].values():

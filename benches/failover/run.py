@@ -760,8 +760,9 @@ def run_once(args, candidate, mode, rep, cand_state):
 
         t_cont = None
         stable_port = None
-        deadline = t_trig + args.observe + MAX_EXTRA_OBSERVE
-        next_check = t_trig + args.observe
+        observe = max(args.observe, HANG_FOR + 10) if mode == "hang" else args.observe
+        deadline = t_trig + observe + MAX_EXTRA_OBSERVE
+        next_check = t_trig + observe
         while now() < deadline:
             if mode == "hang" and t_cont is None and now() >= t_trig + HANG_FOR:
                 procs.signal("redis-1", signal.SIGCONT)
@@ -813,6 +814,7 @@ def run_once(args, candidate, mode, rep, cand_state):
             res["notes"].append(str(e))
 
         topo = analyse_topology(pollers, sub, t_trig, t_cont, t_end, old, final, names)
+        res["notes"] += topo.pop("topology_notes")
         res.update(topo)
         # Which acknowledged keys survived on the final master?
         res["clients"] = {}
@@ -942,7 +944,28 @@ def analyse_topology(pollers, sub, t_trig, t_cont, t_end, old, final, names):
         if ch == "+switch-master" and t >= t_trig:
             switch = t
             break
+    # Every node other than the old master that started reporting role:master after the trigger.
+    promotions = []
+    for p in pollers:
+        if p.port == old:
+            continue
+        was_master = False
+        for t, st in p.changes:
+            is_master = st["role"] == "master"
+            if t >= t_trig and is_master and not was_master:
+                promotions.append((t, p.name))
+            if st["role"] != "down":
+                was_master = is_master
+    promotions.sort()
+    notes = []
+    if len(promotions) > 1:
+        notes.append("the sentinels promoted more than one replica: %s; the final master is %s" % (
+            ", ".join("%s at +%.2f s" % (n, t - t_trig) for t, n in promotions),
+            names.get(final, final)))
     return {
+        "topology_notes": notes,
+        "promotions": [[rel(t), n] for t, n in promotions],
+        "switch_master_count": sum(1 for t, ch, _ in sub.events if ch == "+switch-master" and t >= t_trig),
         "old_master": names[old],
         "final_master": names.get(final, str(final)),
         "times": {
@@ -1090,7 +1113,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smoke test: 1 repetition of the first mode")
     ap.add_argument("--observe", type=float, default=25.0,
                     help="seconds to observe after the trigger (then up to %.0f s more until the "
-                         "topology is stable; default 25)" % MAX_EXTRA_OBSERVE)
+                         "topology is stable; default 25, at least %.0f in hang mode)"
+                         % (MAX_EXTRA_OBSERVE, HANG_FOR + 10))
     ap.add_argument("--out", default=os.path.join(REPO, "docs", "failover"),
                     help="output directory (default docs/failover)")
     ap.add_argument("--proxy-bin", default=os.path.join(REPO, "target", "release", "redis-master-proxy"),
