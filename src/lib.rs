@@ -20,6 +20,7 @@
 //! - [`splice`]: the only `unsafe`: `splice(2)` through a pipe, Linux only.
 //!
 //! [`app`] wires them and runs the shutdown sequence; [`shutdown`] maps signals.
+//! [`haproxy`] converts a HAProxy configuration into this TOML (`import-haproxy`).
 //!
 //! # Glossary
 //! - **client**: an application connection accepted on the listen address.
@@ -36,6 +37,7 @@ pub mod app;
 pub mod config;
 pub mod control;
 pub mod election;
+pub mod haproxy;
 pub mod health;
 pub mod info;
 pub mod listener;

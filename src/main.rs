@@ -52,6 +52,12 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Convert a HAProxy configuration (TCP mode, in front of Redis) into this proxy's TOML:
+    /// the TOML on stdout, what could not be carried over on stderr.
+    ImportHaproxy {
+        /// The haproxy.cfg to read.
+        file: PathBuf,
+    },
     /// Print the running proxy's backends and master as a table (from its admin /status).
     Status {
         /// The proxy's admin address.
@@ -77,6 +83,28 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::ImportHaproxy { file } => {
+            let text = match std::fs::read(&file) {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(e) => {
+                    eprintln!("error: {}: cannot read: {e}", file.display());
+                    return ExitCode::from(2);
+                }
+            };
+            match redis_master_proxy::haproxy::import(&text) {
+                Ok(imported) => {
+                    for w in &imported.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    print!("{}", imported.toml);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {}: {e}", file.display());
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Status { admin, json } => match redis_master_proxy::admin::fetch_status(&admin) {
             Ok(body) if json => {
                 println!("{body}");
