@@ -124,19 +124,19 @@ impl Drop for ActiveGuard<'_> {
 }
 
 /// One client session from accept to close.
-async fn serve(client: TcpStream, dp: &DataPath, stop: CancellationToken) {
+async fn serve(mut client: TcpStream, dp: &DataPath, stop: CancellationToken) {
     dp.active.fetch_add(1, Ordering::Relaxed);
     metrics::gauge!(m::CLIENT_ACTIVE).increment(1.0);
     let _guard = ActiveGuard(&dp.active);
     let _ = client.set_nodelay(true);
     let settings = dp.settings.load_full();
-    let Some((route, backend)) = connect(dp, &settings, &stop).await else {
+    let Some((route, mut backend)) = connect(dp, &settings, &stop).await else {
         return;
     };
     let bytes = relay::Bytes::default();
     let end = relay::relay(
-        &client,
-        &backend,
+        &mut client,
+        &mut backend,
         &route,
         settings.relay,
         settings.drain_timeout,

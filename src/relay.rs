@@ -1,13 +1,16 @@
 //! One client session: bytes both ways between the client and the master, until either side
 //! closes or the route drains.
 //!
-//! Each direction is a small pump driven by tokio readiness on borrowed sockets, so both run
-//! in one task without splitting the streams. A pump moves bytes either by copying through a
-//! buffer (cheapest for small request/response traffic: one read, one write) or by `splice(2)`
-//! through a pipe (cheapest for bulk: no copy into userspace). In `auto` mode a direction starts
-//! copying and moves to splice when reads fill the buffer, then back to copying when a burst ends small.
-//! Buffers and pipes exist only during a burst (pipes come from a per-thread pool), so an idle
-//! session holds neither.
+//! Each direction is a small pump over borrowed halves of the two sockets, and both pumps run in
+//! the session's one task. A pump moves bytes either by copying through a buffer (cheapest for
+//! small request/response traffic: one `read`, one `write`) or by `splice(2)` through a pipe
+//! (cheapest for bulk: no copy into userspace). In `auto` mode a direction starts copying, moves
+//! to splice when reads fill the buffer, and back to copying when a burst ends small.
+//!
+//! Per request the copy path costs one `read` and one `write` per direction: a read that returns
+//! less than the buffer tells tokio the socket is drained (edge-triggered epoll), so no extra
+//! `read` is spent to see `EAGAIN`. Buffers and pipes exist only during a burst and come from
+//! per-thread pools, so an idle session holds neither.
 //!
 //! # Drain
 //! When the route is replaced, the client→master pump stops at once: nothing read from the
@@ -16,12 +19,16 @@
 //! closes once the master has been quiet for [`DRAIN_QUIET`] after answering the last forwarded
 //! request, or at the drain timeout, or at once when the drain is [`DrainMode::Immediate`].
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::Interest;
+use tokio::io::{AsyncRead, AsyncWriteExt, Interest, ReadBuf};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
 use crate::config::RelayMode;
@@ -34,6 +41,40 @@ pub const COPY_BUFFER: usize = 16 * 1024;
 const BULK_READS: u32 = 2;
 /// A draining session whose master has answered and then been quiet this long is done.
 pub const DRAIN_QUIET: Duration = Duration::from_millis(20);
+/// Copy buffers kept per runtime thread between bursts.
+const BUFFERS_PER_THREAD: usize = 64;
+
+thread_local! {
+    static BUFFERS: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A copy buffer from this thread's pool, returned on drop.
+struct Buffer(Option<Box<[u8]>>);
+
+impl Buffer {
+    fn take() -> Buffer {
+        let b = BUFFERS
+            .with(|p| p.borrow_mut().pop())
+            .unwrap_or_else(|| vec![0u8; COPY_BUFFER].into_boxed_slice());
+        Buffer(Some(b))
+    }
+    fn get(&mut self) -> &mut [u8] {
+        self.0.as_deref_mut().unwrap_or_default()
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        if let Some(b) = self.0.take() {
+            BUFFERS.with(|p| {
+                let mut p = p.borrow_mut();
+                if p.len() < BUFFERS_PER_THREAD {
+                    p.push(b);
+                }
+            });
+        }
+    }
+}
 
 /// How a session ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,10 +124,10 @@ pub struct Bytes {
     pub to_client: AtomicU64,
 }
 
-/// Relays until the session ends. Both sockets are borrowed; the caller closes them.
+/// Relays until the session ends.
 pub async fn relay(
-    client: &TcpStream,
-    backend: &TcpStream,
+    client: &mut TcpStream,
+    backend: &mut TcpStream,
     route: &Route,
     mode: RelayMode,
     drain_timeout: Duration,
@@ -97,9 +138,11 @@ pub async fn relay(
         last_request: AtomicU64::new(0),
         last_reply: AtomicU64::new(0),
     };
+    let (client_r, client_w) = client.split();
+    let (backend_r, backend_w) = backend.split();
     let up = pump(
-        client,
-        backend,
+        client_r,
+        backend_w,
         Dir::ClientToBackend,
         mode,
         Some(route),
@@ -107,35 +150,46 @@ pub async fn relay(
         &bytes.to_backend,
     );
     let down = pump(
-        backend,
-        client,
+        backend_r,
+        client_w,
         Dir::BackendToClient,
         mode,
         None,
         &clocks,
         &bytes.to_client,
     );
-    tokio::pin!(up, down);
+    let drained = route.drain_signal();
+    tokio::pin!(up, down, drained);
     let mut up_done = false;
+    let mut half_closed = false;
     loop {
         tokio::select! {
+            // Once the route drains, `up` is never polled again: nothing more is read from the
+            // client, so nothing more can be forwarded.
+            _ = &mut drained, if !half_closed => {
+                return finish_drain(&mut down, route, drain_timeout, &clocks).await;
+            }
             r = &mut up, if !up_done => {
                 up_done = true;
                 match r {
                     // Half-close forwarded: the master sees EOF after the last request and
                     // finishes its replies.
-                    Ok(PumpEnd::Eof) => shutdown_write(backend),
-                    Ok(PumpEnd::Drained) => {
+                    Ok((PumpEnd::Eof, w)) => {
+                        let _ = socket2::SockRef::from(w.as_ref()).shutdown(std::net::Shutdown::Write);
+                        half_closed = true;
+                    }
+                    Ok((PumpEnd::Drained, _)) => {
                         return finish_drain(&mut down, route, drain_timeout, &clocks).await;
                     }
                     Err(_) => return End::Error,
                 }
             }
             r = &mut down => {
-                shutdown_write(client);
                 return match r {
-                    Ok(_) if up_done => End::ClientClosed,
-                    Ok(_) => End::BackendClosed,
+                    Ok((_, w)) => {
+                        let _ = socket2::SockRef::from(w.as_ref()).shutdown(std::net::Shutdown::Write);
+                        if up_done { End::ClientClosed } else { End::BackendClosed }
+                    }
                     Err(_) => End::Error,
                 };
             }
@@ -145,14 +199,14 @@ pub async fn relay(
 
 /// The client→master pump has stopped for a drain: let replies already on their way reach the
 /// client, then end.
-async fn finish_drain<F>(
-    down: &mut std::pin::Pin<&mut F>,
+async fn finish_drain<F, T>(
+    down: &mut Pin<&mut F>,
     route: &Route,
     drain_timeout: Duration,
     clocks: &Clocks,
 ) -> End
 where
-    F: std::future::Future<Output = io::Result<PumpEnd>>,
+    F: Future<Output = io::Result<T>>,
 {
     if route.drain_mode() == DrainMode::Immediate {
         return End::Drained;
@@ -167,17 +221,14 @@ where
             return End::Drained;
         }
         let wait = if answered {
-            DRAIN_QUIET - Duration::from_nanos(now.saturating_sub(rep))
+            DRAIN_QUIET.saturating_sub(Duration::from_nanos(now.saturating_sub(rep)))
         } else {
             DRAIN_QUIET
         };
         let wake = (tokio::time::Instant::now() + wait).min(deadline);
         tokio::select! {
-            r = down.as_mut() => {
-                // The master closed or failed while we waited: nothing more will come.
-                let _ = r;
-                return End::Drained;
-            }
+            // The master closed or failed while we waited: nothing more will come.
+            _ = down.as_mut() => return End::Drained,
             _ = tokio::time::sleep_until(wake) => {
                 if tokio::time::Instant::now() >= deadline {
                     return End::Drained;
@@ -187,35 +238,29 @@ where
     }
 }
 
-fn shutdown_write(s: &TcpStream) {
-    let _ = socket2::SockRef::from(s).shutdown(std::net::Shutdown::Write);
-}
-
-/// Moves bytes from `src` to `dst` until `src` ends, an error, or (with `route`) a drain.
-async fn pump(
-    src: &TcpStream,
-    dst: &TcpStream,
+/// Moves bytes from `src` to `dst` until `src` ends or fails. With `route` (the client→master
+/// direction), nothing is written once the route has drained. Returns the write half so the
+/// caller can forward a half-close.
+async fn pump<'a>(
+    mut src: ReadHalf<'a>,
+    mut dst: WriteHalf<'a>,
     dir: Dir,
     mode: RelayMode,
     route: Option<&Route>,
     clocks: &Clocks,
     counter: &AtomicU64,
-) -> io::Result<PumpEnd> {
+) -> io::Result<(PumpEnd, WriteHalf<'a>)> {
     let mut splicing = mode == RelayMode::Splice;
     let mut splice_refused = false;
     loop {
-        match route {
-            Some(r) => tokio::select! {
-                biased;
-                _ = r.drained() => return Ok(PumpEnd::Drained),
-                ready = src.readable() => ready?,
-            },
-            None => src.readable().await?,
-        }
+        // Wait without holding a buffer or a pipe. `poll_read_ready` (unlike `readable()`)
+        // honours tokio's cooperative budget, so a busy session yields to the others instead of
+        // spinning between "ready" and a budget-refused read.
+        std::future::poll_fn(|cx| src.as_ref().poll_read_ready(cx)).await?;
         if splicing && !splice_refused {
             // A pipe only for the length of the burst: idle sessions hold none.
             if let Some(mut pipe) = Pipe::take() {
-                let burst = splice_burst(src, dst, &mut pipe, dir, route, clocks, counter).await;
+                let burst = splice_burst(&src, &dst, &mut pipe, dir, route, clocks, counter).await;
                 pipe.give_back();
                 match burst {
                     Ok(Burst::Idle { bulk }) => {
@@ -224,25 +269,25 @@ async fn pump(
                         }
                         continue;
                     }
-                    Ok(Burst::End(e)) => return Ok(e),
+                    Ok(Burst::End(e)) => return Ok((e, dst)),
                     // Some socket types (or kernels) refuse splice: copy from now on.
                     Err(e) if is_splice_refused(&e) => splice_refused = true,
                     Err(e) => return Err(e),
                 }
             }
         }
-        match copy_burst(src, dst, dir, mode, route, clocks, counter).await? {
+        match copy_burst(&mut src, &mut dst, dir, mode, route, clocks, counter).await? {
             Burst::Idle { bulk } => {
                 if bulk && mode == RelayMode::Auto && !splice_refused {
                     splicing = true;
                 }
             }
-            Burst::End(e) => return Ok(e),
+            Burst::End(e) => return Ok((e, dst)),
         }
     }
 }
 
-/// How a burst (reads until the socket would block) ended.
+/// How a burst (reads until the socket is drained) ended.
 enum Burst {
     /// The source has nothing more for now; `bulk` says whether the burst looked like a bulk
     /// transfer (so `auto` knows which way to lean next).
@@ -266,25 +311,41 @@ fn note_progress(dir: Dir, clocks: &Clocks, counter: &AtomicU64, n: usize) {
     slot.store(clocks.now(), Ordering::Release);
 }
 
+/// Reads what is there without waiting: `None` when the socket has nothing now (or tokio's
+/// cooperative budget asks the task to yield; the caller's readiness wait then yields).
+async fn read_now(src: &mut ReadHalf<'_>, buf: &mut [u8]) -> Option<io::Result<usize>> {
+    let mut rb = ReadBuf::new(buf);
+    std::future::poll_fn(|cx| match Pin::new(&mut *src).poll_read(cx, &mut rb) {
+        std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
+    .map(|r| r.map(|()| rb.filled().len()))
+}
+
 async fn copy_burst(
-    src: &TcpStream,
-    dst: &TcpStream,
+    src: &mut ReadHalf<'_>,
+    dst: &mut WriteHalf<'_>,
     dir: Dir,
     mode: RelayMode,
     route: Option<&Route>,
     clocks: &Clocks,
     counter: &AtomicU64,
 ) -> io::Result<Burst> {
-    let mut buf = vec![0u8; COPY_BUFFER];
+    let mut buf = Buffer::take();
+    let buf = buf.get();
     let mut full_reads = 0;
     loop {
-        let n = match src.try_read(&mut buf) {
-            Ok(0) => return Ok(Burst::End(PumpEnd::Eof)),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+        // `poll_read` (not `try_read`): a short read clears tokio's readiness, so the next
+        // wait costs no syscall.
+        let n = match read_now(src, buf).await {
+            Some(Ok(0)) => return Ok(Burst::End(PumpEnd::Eof)),
+            Some(Ok(n)) => n,
+            Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                 return Ok(Burst::Idle { bulk: false })
             }
-            Err(e) => return Err(e),
+            Some(Err(e)) => return Err(e),
+            None => return Ok(Burst::Idle { bulk: false }),
         };
         if route.is_some_and(|r| r.is_drained()) {
             return Ok(Burst::End(PumpEnd::Drained));
@@ -294,54 +355,28 @@ async fn copy_burst(
             // slow client cannot make a finished reply look outstanding.
             clocks.last_reply.store(clocks.now(), Ordering::Release);
         }
-        if let Some(end) = write_all(dst, &buf[..n], route).await? {
-            return Ok(Burst::End(end));
-        }
+        dst.write_all(&buf[..n]).await?;
         note_progress(dir, clocks, counter, n);
-        if n == buf.len() {
-            full_reads += 1;
-            if mode == RelayMode::Auto && full_reads >= BULK_READS {
-                return Ok(Burst::Idle { bulk: true });
-            }
-        } else {
-            full_reads = 0;
+        if n < buf.len() {
+            return Ok(Burst::Idle { bulk: false });
+        }
+        full_reads += 1;
+        if mode == RelayMode::Auto && full_reads >= BULK_READS {
+            return Ok(Burst::Idle { bulk: true });
         }
     }
-}
-
-/// Writes all of `data`; with a route, gives up as soon as it drains (what is left of the
-/// chunk is never forwarded).
-async fn write_all(
-    dst: &TcpStream,
-    mut data: &[u8],
-    route: Option<&Route>,
-) -> io::Result<Option<PumpEnd>> {
-    while !data.is_empty() {
-        match dst.try_write(data) {
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => match route {
-                Some(r) => tokio::select! {
-                    biased;
-                    _ = r.drained() => return Ok(Some(PumpEnd::Drained)),
-                    ready = dst.writable() => ready?,
-                },
-                None => dst.writable().await?,
-            },
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(None)
 }
 
 async fn splice_burst(
-    src: &TcpStream,
-    dst: &TcpStream,
+    src: &ReadHalf<'_>,
+    dst: &WriteHalf<'_>,
     pipe: &mut Pipe,
     dir: Dir,
     route: Option<&Route>,
     clocks: &Clocks,
     counter: &AtomicU64,
 ) -> io::Result<Burst> {
+    let (src, dst) = (src.as_ref(), dst.as_ref());
     let mut burst = 0usize;
     loop {
         let n = match src.try_io(Interest::READABLE, || {
@@ -371,14 +406,7 @@ async fn splice_burst(
                 // Bytes are in the pipe now: a refusal here must end the session, not fall back
                 // to copying (which would lose them).
                 Err(e) if is_splice_refused(&e) => return Err(io::Error::other(e)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match route {
-                    Some(r) => tokio::select! {
-                        biased;
-                        _ = r.drained() => return Ok(Burst::End(PumpEnd::Drained)),
-                        ready = dst.writable() => ready?,
-                    },
-                    None => dst.writable().await?,
-                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst.writable().await?,
                 Err(e) => return Err(e),
             }
         }

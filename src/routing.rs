@@ -56,12 +56,60 @@ impl Route {
         self.drain.is_cancelled()
     }
 
+    /// A future that resolves when this route drains, for a session's own task.
+    ///
+    /// Polling a cancellation future takes the lock of the token's waiter list, and every
+    /// session on a route shares that token: polled on every wake of every session, it would be
+    /// a process-wide lock on the data path. This future registers its waker once (one lock per
+    /// session) and afterwards only reads an atomic flag, relying on the session's task keeping
+    /// the same waker, which tokio guarantees for a task.
+    pub fn drain_signal(&self) -> DrainSignal {
+        DrainSignal {
+            token: self.drain.clone(),
+            wait: Box::pin(self.drain.clone().cancelled_owned()),
+            registered: false,
+        }
+    }
+
     pub fn drain_mode(&self) -> DrainMode {
         if self.mode.load(Ordering::Acquire) == DrainMode::Immediate as u8 {
             DrainMode::Immediate
         } else {
             DrainMode::Graceful
         }
+    }
+}
+
+/// See [`Route::drain_signal`].
+pub struct DrainSignal {
+    token: CancellationToken,
+    wait: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    registered: bool,
+}
+
+impl std::fmt::Debug for DrainSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DrainSignal")
+            .field("drained", &self.token.is_cancelled())
+            .finish()
+    }
+}
+
+impl std::future::Future for DrainSignal {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.token.is_cancelled() {
+            return std::task::Poll::Ready(());
+        }
+        if !self.registered {
+            self.registered = true;
+            return self.wait.as_mut().poll(cx);
+        }
+        std::task::Poll::Pending
     }
 }
 
@@ -187,6 +235,32 @@ mod tests {
         t.publish(None, DrainMode::Graceful).unwrap();
         assert!(b.is_drained() && t.load().is_none());
         assert_eq!(t.epoch(), 3);
+    }
+
+    #[tokio::test]
+    async fn drain_signal_wakes_its_task_once_registered() {
+        let t = Arc::new(RouteTable::default());
+        t.publish(target("a", 1), DrainMode::Graceful);
+        let r = t.load().unwrap();
+        let waiter = tokio::spawn(async move {
+            let mut sig = std::pin::pin!(r.drain_signal());
+            // Polled many times, as a session's select polls it on every wake.
+            for _ in 0..3 {
+                tokio::select! {
+                    biased;
+                    _ = &mut sig => return true,
+                    _ = tokio::task::yield_now() => {}
+                }
+            }
+            sig.await;
+            true
+        });
+        tokio::task::yield_now().await;
+        t.publish(target("b", 2), DrainMode::Graceful);
+        assert!(tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap());
     }
 
     #[tokio::test]
