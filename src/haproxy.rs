@@ -486,15 +486,13 @@ fn parse_bind(raw: &str) -> Result<(SocketAddr, Option<String>), String> {
     if raw.contains('$') {
         return Err(format!("`{raw}` uses an environment variable"));
     }
-    let (family, rest) = match raw.split_once('@') {
-        Some((f @ ("ipv4" | "tcp" | "tcp4"), r)) => (Some(f == "ipv4" || f == "tcp4"), r),
-        Some((f @ ("ipv6" | "tcp6"), r)) => {
-            let _ = f;
-            (Some(false), r)
-        }
+    // An empty or `*` host means every IPv4 address, unless the prefix asks for IPv6.
+    let (v6, rest) = match raw.split_once('@') {
+        Some(("ipv4" | "tcp4" | "tcp", r)) => (false, r),
+        Some(("ipv6" | "tcp6", r)) => (true, r),
         Some((f, _)) => return Err(format!("`{raw}` is a `{f}@` socket, not a TCP address")),
         None if raw.starts_with('/') => return Err(format!("`{raw}` is a UNIX socket")),
-        None => (None, raw),
+        None => (false, raw),
     };
     let (host, port) = if let Some(r) = rest.strip_prefix('[') {
         let (h, p) = r
@@ -519,7 +517,7 @@ fn parse_bind(raw: &str) -> Result<(SocketAddr, Option<String>), String> {
         .parse()
         .map_err(|_| format!("`{raw}`: `{port}` is not a port"))?;
     let ip = match host {
-        "" | "*" if family == Some(false) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        "" | "*" if v6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         "" | "*" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         h => h
             .parse::<IpAddr>()
