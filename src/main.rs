@@ -175,14 +175,15 @@ fn init_logging(level: &str) {
 }
 
 async fn run(cfg: Config, path: Option<PathBuf>, overrides: Overrides) -> ExitCode {
-    let client = match tokio::net::TcpListener::bind(cfg.listen).await {
+    raise_descriptor_limit(cfg.max_connections);
+    let client = match redis_master_proxy::listener::bind(cfg.listen) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: cannot listen on {} (key `listen`): {e}", cfg.listen);
             return ExitCode::FAILURE;
         }
     };
-    let admin = match tokio::net::TcpListener::bind(cfg.admin).await {
+    let admin = match redis_master_proxy::listener::bind(cfg.admin) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: cannot listen on {} (key `admin`): {e}", cfg.admin);
@@ -246,4 +247,19 @@ async fn run(cfg: Config, path: Option<PathBuf>, overrides: Overrides) -> ExitCo
         );
     }
     ExitCode::SUCCESS
+}
+
+/// Raises the soft descriptor limit to the hard one (a session needs two descriptors: client and
+/// master) and warns when even that cannot hold `max_connections` sessions.
+fn raise_descriptor_limit(max_connections: usize) {
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
+    let needed = max_connections as u64 * 2 + 64;
+    if limit > 0 && limit < needed {
+        tracing::warn!(
+            limit,
+            needed,
+            max_connections,
+            "the descriptor limit cannot hold max_connections sessions; accept will back off at the limit (raise `ulimit -n` or lower max_connections)"
+        );
+    }
 }

@@ -57,6 +57,11 @@ impl Proxy {
 
     /// Starts the proxy with a full config text and extra environment variables.
     pub fn start_config(toml: &str, env: &[(&str, &str)]) -> Proxy {
+        Proxy::start_wrapped(toml, env, &[])
+    }
+
+    /// Like [`Proxy::start_config`], run under a wrapper command (e.g. `prlimit --nofile=64`).
+    pub fn start_wrapped(toml: &str, env: &[(&str, &str)], wrapper: &[&str]) -> Proxy {
         let dir = tempfile::Builder::new()
             .prefix("rmp-proxy-")
             .tempdir()
@@ -64,7 +69,15 @@ impl Proxy {
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, toml).expect("write config");
         let log = std::fs::File::create(dir.path().join("proxy.log")).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_redis-master-proxy"));
+        let bin = env!("CARGO_BIN_EXE_redis-master-proxy");
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.arg("run")
             .arg("--config")
             .arg(&config_path)
@@ -117,6 +130,32 @@ impl Proxy {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Resident memory of the proxy process, in KiB (VmRSS).
+    pub fn rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:")
+    }
+
+    /// CPU time (user + system) the proxy has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the command name (which is in parentheses and may hold spaces).
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0)
+            + f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0);
+        // SAFETY: sysconf with a valid name has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_millis(ticks * 1000 / hz)
+    }
+
+    /// Open file descriptors of the proxy process.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 
     /// A new client connection through the proxy.
@@ -233,4 +272,14 @@ pub fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Ok((code, body))
+}
+
+fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
