@@ -257,3 +257,48 @@ fn without_sentinels_info_election_still_follows_a_promotion() {
     assert!(cl.cmd_ok(&["SET", "info-only", "1"]).is_ok());
     assert_eq!(c.nodes[1].get("info-only").as_deref(), Some("1"));
 }
+
+/// A reload in the middle of a failover ends on the new master, with the new settings.
+#[test]
+fn sighup_during_a_failover_ends_on_the_new_master() {
+    let c = cluster();
+    let old = c.nodes[0].addr();
+    c.sentinels.failover().expect("SENTINEL FAILOVER");
+    // Reload at once, with a slower check interval, while the failover runs.
+    let text = std::fs::read_to_string(c.proxy.config_path()).unwrap();
+    std::fs::write(
+        c.proxy.config_path(),
+        text.replace("interval = \"200ms\"", "interval = \"300ms\""),
+    )
+    .unwrap();
+    c.proxy.signal(libc::SIGHUP);
+    let new = common::wait_for(FOLLOW_TIMEOUT, "sentinels to switch", || {
+        c.sentinels.master_addr().filter(|a| *a != old)
+    });
+    c.proxy.wait_master(&new);
+    wait_until(FOLLOW_TIMEOUT, "the reload", || {
+        c.proxy.log().contains("configuration reloaded")
+    });
+    never_routes_to(&c.proxy, &old, Duration::from_secs(1));
+    let mut cl = c.proxy.client();
+    assert!(cl.cmd_ok(&["SET", "after-reload", "1"]).is_ok());
+    assert!(!c.proxy.log().contains("panicked"));
+}
+
+/// SIGTERM in the middle of a failover: a clean exit, status 0, nothing left hanging.
+#[test]
+fn sigterm_during_a_failover_exits_cleanly() {
+    let mut c = cluster();
+    let mut session = c.proxy.client();
+    assert_eq!(session.cmd_ok(&["PING"]).as_str(), Some("PONG"));
+    c.sentinels.failover().expect("SENTINEL FAILOVER");
+    wait_until(FOLLOW_TIMEOUT, "the failover to reach the proxy", || {
+        c.proxy.log().contains("failover under way")
+    });
+    let status = c.proxy.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(session.cmd(&["PING"]).is_err());
+    let log = c.proxy.log();
+    assert!(log.contains("stopped"), "the shutdown sequence completed");
+    assert!(!log.contains("panicked"));
+}
