@@ -102,7 +102,9 @@ def render(doc, charts):
     w("- **client**: two probes write side by side through the endpoint, one attempt every %d ms "
       "each, with a %g s client timeout: one keeps a long-lived connection and replaces it after "
       "an error (like a connection pool); the other opens a new connection for every write "
-      "(like short-lived clients)." % (round(s["probe_interval_s"] * 1000), s["probe_timeout_s"]))
+      "(like short-lived clients). While HAProxy has two servers up, both probes share its "
+      "round-robin, so which of them lands on the stale server depends on how their "
+      "connections interleave." % (round(s["probe_interval_s"] * 1000), s["probe_timeout_s"]))
     w("- **disruption window**: from the trigger to the first successful write after the last "
       "failed one (0 when no write failed; `never` when writes had not recovered at the end).")
     w("- **endpoint follow time**: from the moment the new master first reports `role:master` "
