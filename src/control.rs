@@ -18,6 +18,7 @@
 //! the hold expires. A request that was never forwarded to the old master is never acknowledged
 //! by it, so it cannot be lost with it.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -35,7 +36,13 @@ use crate::routing::{DrainMode, RouteTable};
 use crate::sentinel::{self, Kind};
 
 /// Interval of rounds while something is changing.
-pub const FAST_INTERVAL: Duration = Duration::from_millis(100);
+pub const FAST_INTERVAL: Duration = Duration::from_millis(50);
+
+/// A finished piece of control-plane I/O.
+enum Done {
+    Check(HostPort, health::Report),
+    Sentinels(Vec<Option<Option<HostPort>>>),
+}
 /// How long the fast interval lasts after the last change.
 pub const FAST_PERIOD: Duration = Duration::from_secs(5);
 
@@ -145,6 +152,9 @@ pub struct Control {
     disagree_since: Option<Instant>,
     rounds: u64,
     since: Option<SystemTime>,
+    /// False until the first round (every backend and the sentinels) has answered: no
+    /// election runs on a partial view at startup.
+    ready: bool,
 }
 
 impl Control {
@@ -163,6 +173,7 @@ impl Control {
             disagree_since: None,
             rounds: 0,
             since: None,
+            ready: false,
         };
         c.reconfigure(cfg);
         c
@@ -199,38 +210,123 @@ impl Control {
         self.cfg = cfg;
     }
 
-    /// Runs rounds until `shutdown`, taking reloaded configurations from `reloads` and
-    /// sentinel events from `events` between rounds.
+    /// Runs until `shutdown`: starts a round of checks every interval, and reacts to each
+    /// check as it completes, to reloads and to sentinel events.
+    ///
+    /// Checks are not waited for as a batch: each result is applied (and the election rerun)
+    /// the moment it arrives, and a backend whose check is still running (a hung server, held
+    /// to the timeout) is simply skipped by the next round. So a promoted replica's first
+    /// `role:master` answer moves the route at once, whatever its hung old master is doing.
+    /// Only the very first election waits for the whole first round (checks and sentinels), so
+    /// the proxy never starts on a partial view.
     pub async fn run(
         mut self,
         shutdown: CancellationToken,
         mut reloads: mpsc::Receiver<Arc<Config>>,
         mut events: mpsc::Receiver<sentinel::Resolved>,
     ) {
+        let (tx, mut done) = mpsc::unbounded_channel::<Done>();
+        let mut in_flight: HashSet<HostPort> = HashSet::new();
+        let mut sentinels_in_flight = false;
+        // What the first round still waits for before the first election.
+        let mut first: Option<(HashSet<HostPort>, bool)> = Some((
+            self.backends.iter().map(|b| b.config.clone()).collect(),
+            self.cfg.sentinel.is_some(),
+        ));
+        let mut next = tokio::time::Instant::now();
         loop {
-            let started = tokio::time::Instant::now();
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = self.round() => {}
-            }
-            let fast = self.fast_until.is_some_and(|t| Instant::now() < t);
-            let interval = if fast {
-                FAST_INTERVAL
-            } else {
-                self.cfg.health.interval.0
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep_until(started + interval) => {}
-                Some(cfg) = reloads.recv() => self.reconfigure(cfg),
+                _ = tokio::time::sleep_until(next) => {
+                    self.launch(&tx, &mut in_flight, &mut sentinels_in_flight);
+                    self.rounds += 1;
+                    next = tokio::time::Instant::now() + self.interval();
+                }
+                Some(d) = done.recv() => {
+                    let mut changed = false;
+                    match d {
+                        Done::Check(hp, report) => {
+                            in_flight.remove(&hp);
+                            if let Some(i) = self.backends.iter().position(|b| b.config == hp) {
+                                changed |= self.observe(i, report);
+                            }
+                            if let Some((waiting, _)) = first.as_mut() {
+                                waiting.remove(&hp);
+                            }
+                        }
+                        Done::Sentinels(answers) => {
+                            sentinels_in_flight = false;
+                            self.apply_sentinel_answers(answers).await;
+                            if let Some((_, s)) = first.as_mut() {
+                                *s = false;
+                            }
+                        }
+                    }
+                    if first.as_ref().is_some_and(|(w, s)| w.is_empty() && !s) {
+                        first = None;
+                        self.ready = true;
+                    }
+                    changed |= self.elect_and_publish();
+                    if changed {
+                        self.fast_until = Some(Instant::now() + FAST_PERIOD);
+                        next = next.min(tokio::time::Instant::now() + FAST_INTERVAL);
+                    }
+                    self.publish_status();
+                }
+                Some(cfg) = reloads.recv() => {
+                    self.reconfigure(cfg);
+                    if let Some((waiting, s)) = first.as_mut() {
+                        waiting.retain(|hp| self.backends.iter().any(|b| &b.config == hp));
+                        *s &= self.cfg.sentinel.is_some();
+                    }
+                    next = tokio::time::Instant::now();
+                }
                 Some(ev) = events.recv() => {
                     self.on_sentinel_event(ev);
-                    // Take whatever else arrived in the same burst before checking.
+                    // Take whatever else arrived in the same burst, then check at once.
                     while let Ok(ev) = events.try_recv() {
                         self.on_sentinel_event(ev);
                     }
+                    self.publish_status();
+                    next = tokio::time::Instant::now();
                 }
             }
+        }
+    }
+
+    /// The interval to the next round: fast while something is changing.
+    fn interval(&self) -> Duration {
+        if self.fast_until.is_some_and(|t| Instant::now() < t) {
+            FAST_INTERVAL.min(self.cfg.health.interval.0)
+        } else {
+            self.cfg.health.interval.0
+        }
+    }
+
+    /// Starts a check of every backend that has none running, and a sentinel query.
+    fn launch(
+        &self,
+        tx: &mpsc::UnboundedSender<Done>,
+        in_flight: &mut HashSet<HostPort>,
+        sentinels_in_flight: &mut bool,
+    ) {
+        let timeout = self.cfg.health.timeout.0;
+        for b in &self.backends {
+            if !in_flight.insert(b.config.clone()) {
+                continue; // still checking (a hung backend holds its check to the timeout)
+            }
+            let (hp, auth, tx) = (b.config.clone(), self.cfg.auth.clone(), tx.clone());
+            tokio::spawn(async move {
+                let report = health::check(&hp, auth.as_ref(), timeout).await;
+                let _ = tx.send(Done::Check(hp, report));
+            });
+        }
+        if self.cfg.sentinel.is_some() && !*sentinels_in_flight {
+            *sentinels_in_flight = true;
+            let (fut, tx) = (self.query_sentinels(), tx.clone());
+            tokio::spawn(async move {
+                let _ = tx.send(Done::Sentinels(fut.await));
+            });
         }
     }
 
@@ -259,37 +355,6 @@ impl Control {
             }
             Kind::Activity => {}
         }
-    }
-
-    /// Checks every backend once, concurrently, then elects and publishes.
-    pub async fn round(&mut self) {
-        let auth = self.cfg.auth.clone();
-        let timeout = self.cfg.health.timeout.0;
-        let mut set = tokio::task::JoinSet::new();
-        for (i, b) in self.backends.iter().enumerate() {
-            let hp = b.config.clone();
-            let auth = auth.clone();
-            set.spawn(async move { (i, health::check(&hp, auth.as_ref(), timeout).await) });
-        }
-        let sentinels = self.query_sentinels();
-        let mut reports = Vec::with_capacity(self.backends.len());
-        while let Some(r) = set.join_next().await {
-            if let Ok(r) = r {
-                reports.push(r);
-            }
-        }
-        let answers = sentinels.await;
-        let mut changed = false;
-        for (i, report) in reports {
-            changed |= self.observe(i, report);
-        }
-        self.apply_sentinel_answers(answers).await;
-        changed |= self.elect_and_publish();
-        if changed {
-            self.fast_until = Some(Instant::now() + FAST_PERIOD);
-        }
-        self.rounds += 1;
-        self.publish_status();
     }
 
     /// Asks every configured sentinel for the master, concurrently with the checks.
@@ -435,6 +500,9 @@ impl Control {
 
     /// Runs the election on the current state and publishes its choice.
     fn elect_and_publish(&mut self) -> bool {
+        if !self.ready {
+            return false;
+        }
         let current = self
             .table
             .load()
