@@ -1,0 +1,1272 @@
+#!/usr/bin/env python3
+"""Chaos soak: real-client load through redis-master-proxy while Sentinel fails the master
+over again and again, then a check of every promise.
+
+A master and two replicas, three sentinels (quorum 2, down-after 1000 ms, failover-timeout
+3000 ms) and the proxy with a [sentinel] section, all on 127.0.0.1 on free ports in a temp
+dir. Load through the proxy, each pattern in its own thread, each reconnecting after an error:
+
+  plain     SET soak:w:<n> <n> every 5 ms on one connection
+  pipeline  batches of 50 commands (INCR soak:ctr / SET soak:p:<n> <n>) in one write
+  fresh     a new connection for every SET soak:f:<n> <n>, every 20 ms
+  pubsub    a subscriber on soak:ch (resubscribes after a close) and a publisher, every 10 ms
+  blpop     two workers BLPOP soak:q 1 and a producer RPUSH soak:q <n> every 10 ms
+
+A chaos loop triggers failovers round-robin, waiting for the topology to settle between them:
+planned (SENTINEL FAILOVER), kill (SIGKILL, restarted later as a replica of the new master),
+hang (SIGSTOP, SIGCONT 10 s later) and stall (SIGSTOP for 600 ms: shorter than down-after).
+
+At the end: acknowledged writes lost, INCR counter, jobs lost, READONLY replies (and whether
+one came after the proxy had switched away from that node), panics in the proxy log, the
+proxy's descriptors and RSS (start, peak, end) and its /metrics.
+
+    python3 benches/soak/chaos.py                  # 5 minutes
+    python3 benches/soak/chaos.py --quick          # about 60 s, one failover of each kind (CI)
+    python3 benches/soak/chaos.py --duration 900 --no-build --keep-tmp
+
+Exit code 0 when every promise held, 1 when one was broken, 2 when the run itself failed.
+"""
+
+import argparse
+import collections
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common as C  # noqa: E402
+from common import Conn, ConnectionClosed, RespError, log, now, wall  # noqa: E402
+from resp import encode  # noqa: E402
+
+KINDS = ["planned", "kill", "hang", "stall"]
+HANG_FOR = 10.0           # hang: SIGCONT this long after SIGSTOP
+STALL_FOR = 0.6           # stall: shorter than down-after-milliseconds (1000)
+FAILOVER_COOLDOWN = 7.0   # sentinel refuses a new failover of a master within 2 x failover-timeout
+SETTLE_TIMEOUT = 40.0     # bound on waiting for the topology to settle after an event
+MIN_TIME = {"planned": 8.0, "kill": 12.0, "hang": 18.0, "stall": 4.0}  # time an event needs
+KILL_LOSS_WINDOW = 0.1    # a write acked by a master at most this long before its SIGKILL
+RSS_TOLERANCE_KIB = 2048  # see README: end-of-run RSS may exceed the start by this much
+ERROR_CAP = 20000         # errors kept per client (all are counted)
+
+
+# --------------------------------------------------------------------------------------
+# Load clients
+
+class ReplyErr(Exception):
+    def __init__(self, reply):
+        super().__init__(str(reply))
+        self.reply = reply
+
+
+def classify(exc):
+    if isinstance(exc, ReplyErr):
+        r = exc.reply
+        if isinstance(r, RespError):
+            return ("readonly" if r.prefix == "READONLY" else "error"), str(r)[:120]
+        return "unexpected", repr(r)[:120]
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused", ""
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+        return "reset", ""
+    if isinstance(exc, ConnectionClosed):
+        return "closed", ""
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return "timeout", ""
+    return "other", ("%s: %s" % (type(exc).__name__, exc))[:120]
+
+
+class Client(threading.Thread):
+    """One load pattern in its own thread. Subclasses implement step()."""
+
+    timeout = 2.0
+    identify = True
+
+    def __init__(self, ctx, name):
+        super().__init__(daemon=True, name=name)
+        self.ctx = ctx
+        self.stop_evt = threading.Event()
+        self.conn = None
+        self.conn_open = None
+        self.node = None
+        self.connects = 0
+        self.kinds = collections.Counter()
+        self.errors = []
+        self.crash = None
+
+    def running(self):
+        return not self.stop_evt.is_set() and now() < self.ctx.hard_deadline
+
+    def ensure_conn(self):
+        if self.conn is None:
+            t = wall()
+            c = Conn(C.HOST, self.ctx.proxy_port, timeout=self.timeout)
+            try:
+                node = None
+                if self.identify:
+                    r = c.call("CONFIG", "GET", "port")
+                    if not isinstance(r, list) or len(r) != 2:
+                        raise ReplyErr(r)
+                    node = int(r[1])
+                self.on_connect(c)
+            except BaseException:
+                c.close()
+                raise
+            self.conn, self.conn_open, self.node = c, t, node
+            self.connects += 1
+        return self.conn
+
+    def on_connect(self, c):
+        pass
+
+    def drop(self):
+        if self.conn is not None:
+            self.conn.close()
+        self.conn = self.node = self.conn_open = None
+
+    def record(self, t_send, exc, op, drop=True, conn_open=None, node=None):
+        kind, detail = classify(exc)
+        self.kinds[kind] += 1
+        if len(self.errors) < ERROR_CAP:
+            self.errors.append({"client": self.name, "t_send": t_send, "t_recv": wall(), "kind": kind,
+                                "detail": detail, "op": op,
+                                "conn_open": conn_open if conn_open is not None else self.conn_open,
+                                "node": node if node is not None else self.node})
+        if drop:
+            self.drop()
+
+    def run(self):
+        try:
+            while self.running():
+                self.step()
+        except Exception:  # noqa: BLE001 - a crashed client is a failed run, reported
+            self.crash = traceback.format_exc()[-2000:]
+        finally:
+            self.drop()
+
+    def pause(self, seconds):
+        self.stop_evt.wait(seconds)
+
+
+class PlainWriter(Client):
+    """SET soak:w:<n> <n> every few ms on one long-lived connection."""
+
+    interval = 0.005
+
+    def __init__(self, ctx, name="plain"):
+        super().__init__(ctx, name)
+        self.n = 0
+        self.acked = []  # (n, t_ack, node)
+
+    def step(self):
+        self.n += 1
+        n = self.n
+        t0 = wall()
+        op = "connect"
+        try:
+            c = self.ensure_conn()
+            op = "SET"
+            t0 = wall()
+            r = c.call("SET", "soak:w:%d" % n, n)
+            if r != "OK":
+                raise ReplyErr(r)
+            self.acked.append((n, wall(), self.node))
+        except Exception as e:  # noqa: BLE001
+            self.record(t0, e, op)
+            self.pause(0.02)
+        self.pause(self.interval)
+
+
+class PipelineWriter(Client):
+    """Batches of 50 pipelined commands, INCR soak:ctr and SET soak:p:<n> <n> alternating."""
+
+    batch = 50
+    interval = 0.02
+
+    def __init__(self, ctx, name="pipeline"):
+        super().__init__(ctx, name)
+        self.n = 0
+        self.acked = []      # SET: (n, t_ack, node)
+        self.incr_acked = 0
+        self.incr_max = 0
+        self.incr_backwards = 0  # an INCR reply below an earlier acknowledged one
+        self.batches = 0
+
+    def step(self):
+        cmds = []
+        for i in range(self.batch):
+            if i % 2 == 0:
+                cmds.append(("INCR", "soak:ctr"))
+            else:
+                self.n += 1
+                cmds.append(("SET", "soak:p:%d" % self.n, self.n))
+        t0 = wall()
+        op = "connect"
+        i = 0
+        try:
+            c = self.ensure_conn()
+            op = "pipeline"
+            t0 = wall()
+            c.sock.sendall(b"".join(encode(*cmd) for cmd in cmds))
+            failed = False
+            for i, cmd in enumerate(cmds):
+                r = c.read_reply()
+                if isinstance(r, RespError):
+                    self.record(t0, ReplyErr(r), cmd[0], drop=False)
+                    failed = True
+                elif cmd[0] == "INCR" and isinstance(r, int):
+                    self.incr_acked += 1
+                    if r < self.incr_max:
+                        self.incr_backwards += 1
+                    self.incr_max = max(self.incr_max, r)
+                elif cmd[0] == "SET" and r == "OK":
+                    self.acked.append((cmd[2], wall(), self.node))
+                else:
+                    self.record(t0, ReplyErr(r), cmd[0], drop=False)
+                    failed = True
+            self.batches += 1
+            if failed:
+                self.drop()
+        except Exception as e:  # noqa: BLE001
+            self.record(t0, e, op if op == "connect" else cmds[i][0])
+            self.pause(0.02)
+        self.pause(self.interval)
+
+
+class FreshWriter(Client):
+    """A new connection for every SET soak:f:<n> <n> (short-lived clients)."""
+
+    interval = 0.02
+
+    def __init__(self, ctx, name="fresh"):
+        super().__init__(ctx, name)
+        self.n = 0
+        self.acked = []
+
+    def step(self):
+        self.n += 1
+        n = self.n
+        t0 = wall()
+        op = "connect"
+        try:
+            c = self.ensure_conn()
+            op = "SET"
+            t0 = wall()
+            r = c.call("SET", "soak:f:%d" % n, n)
+            if r != "OK":
+                raise ReplyErr(r)
+            self.acked.append((n, wall(), self.node))
+            self.drop()
+        except Exception as e:  # noqa: BLE001
+            self.record(t0, e, op)
+            self.pause(0.02)
+        self.pause(self.interval)
+
+
+class Subscriber(Client):
+    """SUBSCRIBE soak:ch; resubscribes after any close. PINGs when quiet to notice a dead link."""
+
+    timeout = 3.0
+
+    def __init__(self, ctx, name="subscriber"):
+        super().__init__(ctx, name)
+        self.received = set()
+        self.messages = 0
+        self.subscribes = 0
+        self.last_rx = None
+        self.ping_sent = None
+
+    def on_connect(self, c):
+        c.send("SUBSCRIBE", "soak:ch")
+        r = c.read_reply()
+        if not (isinstance(r, list) and r and r[0] == "subscribe"):
+            raise ReplyErr(r)
+        self.subscribes += 1
+        self.last_rx = now()
+        self.ping_sent = None
+
+    def step(self):
+        t0 = wall()
+        op = "connect"
+        try:
+            c = self.ensure_conn()
+            op = "listen"
+            if not c.buf:
+                rl, _, _ = select.select([c.sock], [], [], 0.25)
+                if not rl:
+                    if self.ping_sent is not None and now() - self.ping_sent > self.timeout:
+                        raise TimeoutError("no PONG in subscribed mode")
+                    if self.ping_sent is None and now() - self.last_rx > 2.0:
+                        c.send("PING")
+                        self.ping_sent = now()
+                    return
+            msg = c.read_reply()
+            self.last_rx = now()
+            if isinstance(msg, list) and len(msg) == 3 and msg[0] == "message":
+                self.messages += 1
+                try:
+                    self.received.add(int(msg[2]))
+                except ValueError:
+                    pass
+            elif isinstance(msg, list) and msg and msg[0] == "pong":
+                self.ping_sent = None
+            elif isinstance(msg, RespError):
+                raise ReplyErr(msg)
+        except Exception as e:  # noqa: BLE001
+            self.record(t0, e, op)
+            self.pause(0.05)
+
+
+class Publisher(Client):
+    interval = 0.01
+
+    def __init__(self, ctx, name="publisher"):
+        super().__init__(ctx, name)
+        self.n = 0
+        self.acked = 0
+        self.receivers = 0
+        self.acked_ids = []
+
+    def step(self):
+        self.n += 1
+        t0 = wall()
+        op = "connect"
+        try:
+            c = self.ensure_conn()
+            op = "PUBLISH"
+            t0 = wall()
+            r = c.call("PUBLISH", "soak:ch", self.n)
+            if not isinstance(r, int):
+                raise ReplyErr(r)
+            self.acked += 1
+            self.receivers += r
+            if r > 0:
+                self.acked_ids.append(self.n)
+        except Exception as e:  # noqa: BLE001
+            self.record(t0, e, op)
+            self.pause(0.02)
+        self.pause(self.interval)
+
+
+class Producer(Client):
+    """RPUSH soak:q <n>: a job queue (BullMQ/Sidekiq-like) fed every 10 ms."""
+
+    interval = 0.01
+
+    def __init__(self, ctx, name="producer"):
+        super().__init__(ctx, name)
+        self.n = 0
+        self.acked = []  # (n, t_ack, node)
+
+    def step(self):
+        self.n += 1
+        n = self.n
+        t0 = wall()
+        op = "connect"
+        try:
+            c = self.ensure_conn()
+            op = "RPUSH"
+            t0 = wall()
+            r = c.call("RPUSH", "soak:q", n)
+            if not isinstance(r, int):
+                raise ReplyErr(r)
+            self.acked.append((n, wall(), self.node))
+        except Exception as e:  # noqa: BLE001
+            self.record(t0, e, op)
+            self.pause(0.02)
+        self.pause(self.interval)
+
+
+class Worker(Client):
+    """BLPOP soak:q 1 in a loop."""
+
+    timeout = 3.0
+
+    def __init__(self, ctx, name):
+        super().__init__(ctx, name)
+        self.popped = []  # (n, t, node)
+        self.empty = 0
+
+    def step(self):
+        t0 = wall()
+        op = "connect"
+        try:
+            c = self.ensure_conn()
+            op = "BLPOP"
+            t0 = wall()
+            r = c.call("BLPOP", "soak:q", 1)
+            if r is None:
+                self.empty += 1
+            elif isinstance(r, list) and len(r) == 2:
+                self.popped.append((int(r[1]), wall(), self.node))
+            else:
+                raise ReplyErr(r)
+        except Exception as e:  # noqa: BLE001
+            self.record(t0, e, op)
+            self.pause(0.02)
+
+
+# --------------------------------------------------------------------------------------
+# Observers
+
+class SentinelEvents(threading.Thread):
+    """PSUBSCRIBE * on one sentinel (never one we disturb); records events with wall time."""
+
+    def __init__(self, port, deadline):
+        super().__init__(daemon=True, name="sentinel-events")
+        self.port = port
+        self.deadline = deadline
+        self.stop_evt = threading.Event()
+        self.events = []
+        self.error = None
+
+    def run(self):
+        c = None
+        while not self.stop_evt.is_set() and now() < self.deadline:
+            try:
+                if c is None:
+                    c = Conn(C.HOST, self.port, timeout=2.0)
+                    c.send("PSUBSCRIBE", "*")
+                if not c.buf:
+                    rl, _, _ = select.select([c.sock], [], [], 0.2)
+                    if not rl:
+                        continue
+                msg = c.read_reply()
+                if isinstance(msg, list) and len(msg) == 4 and msg[0] == "pmessage":
+                    if not msg[2].startswith("__sentinel__"):
+                        self.events.append((wall(), msg[2], msg[3]))
+            except Exception as e:  # noqa: BLE001
+                self.error = repr(e)
+                if c is not None:
+                    c.close()
+                c = None
+                self.stop_evt.wait(0.2)
+        if c is not None:
+            c.close()
+
+
+class Sampler(threading.Thread):
+    """The proxy's /proc numbers once a second."""
+
+    def __init__(self, pid, deadline):
+        super().__init__(daemon=True, name="sampler")
+        self.pid = pid
+        self.deadline = deadline
+        self.stop_evt = threading.Event()
+        self.samples = []
+
+    def run(self):
+        while not self.stop_evt.is_set() and now() < self.deadline:
+            try:
+                self.samples.append(C.proc_sample(self.pid))
+            except OSError:
+                pass
+            self.stop_evt.wait(1.0)
+
+
+# --------------------------------------------------------------------------------------
+# Topology
+
+class Cluster:
+    def __init__(self, procs, tmp, rports, sports, proxy_port, admin_port):
+        self.procs = procs
+        self.tmp = tmp
+        self.rports = rports
+        self.sports = sports
+        self.proxy_port = proxy_port
+        self.admin_port = admin_port
+        self.names = {p: "redis-%d" % (i + 1) for i, p in enumerate(rports)}
+
+    def sentinel_master(self):
+        ms = set()
+        for sp in self.sports:
+            try:
+                ms.add(C.sentinel_master_port(sp))
+            except Exception:  # noqa: BLE001
+                ms.add(None)
+        if len(ms) == 1 and None not in ms:
+            return ms.pop()
+        return None
+
+    def proxy_master(self):
+        try:
+            st, body = C.http_get(self.admin_port, "/status", timeout=1.0)
+            m = json.loads(body).get("master")
+            if m and m.get("backend"):
+                return int(m["backend"].rsplit(":", 1)[1])
+        except Exception:  # noqa: BLE001
+            pass
+        return None
+
+    def state(self):
+        """(sentinel master, redis ok, sentinels see the replicas ok, proxy master)."""
+        m = self.sentinel_master()
+        redis_ok = False
+        sent_ok = False
+        if m is not None:
+            try:
+                redis_ok = C.info_repl(m, timeout=0.5).get("role") == "master"
+                for p in self.rports:
+                    if p == m:
+                        continue
+                    i = C.info_repl(p, timeout=0.5)
+                    if i.get("role") != "slave" or int(i.get("master_port", 0)) != m \
+                            or i.get("master_link_status") != "up":
+                        redis_ok = False
+            except Exception:  # noqa: BLE001
+                redis_ok = False
+            if redis_ok:
+                try:
+                    sent_ok = True
+                    for sp in self.sports:
+                        reps = [C.pairs_to_dict(r) for r in
+                                C.redis_call(sp, "SENTINEL", "REPLICAS", C.MASTER_NAME, timeout=0.5)]
+                        good = [r for r in reps if r.get("flags") == "slave"
+                                and r.get("master-link-status") == "ok"
+                                and int(r.get("master-port", 0)) == m]
+                        if len(good) < len(self.rports) - 1:
+                            sent_ok = False
+                except Exception:  # noqa: BLE001
+                    sent_ok = False
+        return m, redis_ok, sent_ok, self.proxy_master()
+
+    def settle(self, timeout, expect_not=None):
+        """Waits for: the sentinels agree on a master (not `expect_not`), it says role:master,
+        every other node replicates it with the link up, every sentinel sees both replicas ok,
+        and the proxy routes to it. Returns (master, t_settled or None, detail)."""
+        deadline = now() + timeout
+        last = None
+        while now() < deadline:
+            m, redis_ok, sent_ok, pm = self.state()
+            last = {"sentinel_master": m, "redis_ok": redis_ok, "sentinels_ok": sent_ok,
+                    "proxy_master": pm}
+            if m is not None and m != expect_not and redis_ok and sent_ok and pm == m:
+                return m, wall(), last
+            time.sleep(0.2)
+        return last.get("sentinel_master") if last else None, None, last
+
+    def caught_up(self, m):
+        moff = int(C.info_repl(m).get("master_repl_offset", 0))
+        for p in self.rports:
+            if p == m:
+                continue
+            i = C.info_repl(p, timeout=0.5)
+            if i.get("role") != "slave" or int(i.get("master_port", 0)) != m \
+                    or i.get("master_link_status") != "up" or int(i.get("slave_repl_offset", 0)) < moff:
+                return False
+        return True
+
+
+# --------------------------------------------------------------------------------------
+# Chaos
+
+class Chaos:
+    def __init__(self, cl, t0, end, rounds, kinds):
+        self.cl = cl
+        self.kinds = kinds
+        self.t0 = t0
+        self.end = end            # monotonic: no event starts that cannot finish by then
+        self.rounds = rounds      # None: until the time is up
+        self.events = []
+        self.last_failover = None
+        self.killed = []          # (t_kill, port)
+        self.sentinel_i = 0
+
+    def rel(self, t):
+        return None if t is None else round(t - self.t0, 3)
+
+    def run(self, stop_evt):
+        i = 0
+        while not stop_evt.is_set():
+            if self.rounds is not None and i >= self.rounds * len(self.kinds):
+                break
+            kind = self.kinds[i % len(self.kinds)]
+            if kind != "stall" and self.last_failover is not None:
+                wait = self.last_failover + FAILOVER_COOLDOWN - now()
+                if wait > 0:
+                    stop_evt.wait(wait)
+            if now() + MIN_TIME[kind] > self.end:
+                log("chaos: %.0f s left, not enough for a %s; chaos done" % (max(0, self.end - now()), kind))
+                break
+            ev = {"n": len(self.events) + 1, "kind": kind, "steps": [], "notes": []}
+            self.events.append(ev)
+            try:
+                getattr(self, "do_" + kind)(ev)
+            except Exception as e:  # noqa: BLE001
+                ev["notes"].append("error: %s: %s" % (type(e).__name__, e))
+                ev["traceback"] = traceback.format_exc()[-2000:]
+                log("chaos: %s failed: %s" % (kind, e))
+            i += 1
+
+    def step(self, ev, what):
+        t = wall()
+        ev["steps"].append([t, what])
+        log("  +%7.2f s  #%d %s: %s" % (t - self.t0, ev["n"], ev["kind"], what))
+        return t
+
+    def begin(self, ev):
+        m, t_set, detail = self.cl.settle(min(SETTLE_TIMEOUT, max(5.0, self.end - now())))
+        if t_set is None:
+            ev["notes"].append("topology not settled before the event: %s" % detail)
+        if m is None:
+            raise RuntimeError("the sentinels do not agree on a master: %s" % detail)
+        ev["old_master"] = self.cl.names[m]
+        ev["old_master_port"] = m
+        return m
+
+    def finish(self, ev, old, expect_change):
+        m, t_set, detail = self.cl.settle(SETTLE_TIMEOUT, expect_not=old if expect_change else None)
+        ev["new_master"] = self.cl.names.get(m, str(m)) if m else None
+        ev["t_settled"] = t_set
+        ev["settle_s"] = None if t_set is None else round(t_set - ev["t_start"], 3)
+        if t_set is None:
+            ev["notes"].append("topology not settled within %.0f s: %s" % (SETTLE_TIMEOUT, detail))
+        else:
+            self.step(ev, "settled: master %s, proxy follows" % ev["new_master"])
+        if not expect_change and m is not None and m != old:
+            ev["notes"].append("the master changed (%s -> %s) although the stall was shorter than "
+                               "down-after-milliseconds" % (self.cl.names[old], ev["new_master"]))
+        if expect_change and m == old:
+            ev["notes"].append("no failover happened")
+
+    def do_planned(self, ev):
+        old = self.begin(ev)
+        sp = self.cl.sports[self.sentinel_i % len(self.cl.sports)]
+        self.sentinel_i += 1
+        ev["t_start"] = wall()
+        deadline = now() + 15
+        while True:
+            t = self.step(ev, "SENTINEL FAILOVER on sentinel port %d" % sp)
+            r = C.redis_call(sp, "SENTINEL", "FAILOVER", C.MASTER_NAME, timeout=2.0)
+            if r == "OK":
+                ev["t_start"] = t
+                break
+            self.step(ev, "SENTINEL FAILOVER answered %s" % r)
+            if now() > deadline:
+                raise RuntimeError("SENTINEL FAILOVER kept failing: %s" % r)
+            time.sleep(1.0)
+        self.last_failover = now()
+        self.finish(ev, old, True)
+
+    def do_kill(self, ev):
+        old = self.begin(ev)
+        name = self.cl.names[old]
+        ev["t_start"] = self.step(ev, "SIGKILL %s (pid %d)" % (name, self.cl.procs.pid(name)))
+        self.cl.procs.signal(name, signal.SIGKILL)
+        self.killed.append((ev["t_start"], old))
+        self.last_failover = now()
+        try:
+            self.cl.procs.items[name].wait(timeout=5)
+        except Exception:  # noqa: BLE001
+            pass
+        new = C.wait_until(lambda: (lambda m: m if m not in (None, old) else None)(self.cl.sentinel_master()),
+                           30, "the sentinels to name a new master after the kill", 0.1)
+        self.step(ev, "sentinels name %s" % self.cl.names[new])
+        time.sleep(1.0)
+        C.start_redis(self.cl.procs, self.cl.tmp, name, old, master_port=new)
+        self.step(ev, "%s restarted (pid %d) as a replica of %s" % (name, self.cl.procs.pid(name),
+                                                                    self.cl.names[new]))
+        self.finish(ev, old, True)
+
+    def do_hang(self, ev):
+        old = self.begin(ev)
+        name = self.cl.names[old]
+        ev["t_start"] = self.step(ev, "SIGSTOP %s" % name)
+        self.cl.procs.signal(name, signal.SIGSTOP)
+        self.last_failover = now()
+        try:
+            time.sleep(HANG_FOR)
+        finally:
+            self.cl.procs.signal(name, signal.SIGCONT)
+            self.step(ev, "SIGCONT %s" % name)
+        self.finish(ev, old, True)
+
+    def do_stall(self, ev):
+        old = self.begin(ev)
+        name = self.cl.names[old]
+        ev["t_start"] = self.step(ev, "SIGSTOP %s for %d ms" % (name, STALL_FOR * 1000))
+        self.cl.procs.signal(name, signal.SIGSTOP)
+        try:
+            time.sleep(STALL_FOR)
+        finally:
+            self.cl.procs.signal(name, signal.SIGCONT)
+            self.step(ev, "SIGCONT %s" % name)
+        self.finish(ev, old, False)
+
+
+# --------------------------------------------------------------------------------------
+# Proxy log
+
+ROUTE_RE = re.compile(r'master=(\S+)')
+
+
+def route_changes(lines):
+    """[(t, what, line)] for every route change and failover hold in the proxy log."""
+    out = []
+    for line in lines:
+        if "master route published" in line:
+            what = "published"
+        elif "route withdrawn" in line:
+            what = "withdrawn"
+        elif "failover under way" in line:
+            what = "hold"
+        else:
+            continue
+        t = C.parse_log_time(line)
+        if t is not None:
+            out.append((t, what, line.strip()))
+    return out
+
+
+def classify_readonly(err, switches):
+    """Where a READONLY reply falls relative to the proxy's route changes.
+
+    after_drain: the request was sent after a route change that happened while its session was
+      open, i.e. it was forwarded to the old master after the switch (the drain failed);
+    new_session: the session was opened after the last route change, so the proxy was routing
+      new clients to a node that no longer accepted writes (the proxy had not switched yet).
+    """
+    changes = [t for t, what, _ in switches if what in ("published", "withdrawn")]
+    last = max([t for t in changes if t <= err["t_send"]], default=None)
+    if last is not None and err["conn_open"] is not None and err["conn_open"] < last:
+        return "after_drain", last
+    return "new_session", last
+
+
+# --------------------------------------------------------------------------------------
+# Checks
+
+def mget_present(port, keys):
+    out = {}
+    c = Conn(C.HOST, port, timeout=10.0)
+    try:
+        for i in range(0, len(keys), 1000):
+            batch = keys[i:i + 1000]
+            vals = c.call("MGET", *batch)
+            if isinstance(vals, RespError):
+                raise RuntimeError("MGET failed: %s" % vals)
+            out.update(zip(batch, vals))
+    finally:
+        c.close()
+    return out
+
+
+def lost_writes(final, prefix, acked, killed):
+    """Acked (n, t, node) whose key is missing on the final master, split into those a SIGKILL
+    explains (acked by the killed master at most KILL_LOSS_WINDOW before the kill) and the rest."""
+    present = mget_present(final, ["%s:%d" % (prefix, n) for n, _, _ in acked])
+    lost = [(n, t, node) for n, t, node in acked if present.get("%s:%d" % (prefix, n)) != str(n)]
+    explained, unexplained = [], []
+    for n, t, node in lost:
+        if any(node == port and 0 <= tk - t <= KILL_LOSS_WINDOW for tk, port in killed):
+            explained.append((n, t, node))
+        else:
+            unexplained.append((n, t, node))
+    return lost, explained, unexplained
+
+
+def resource_check(baseline, start, end):
+    """End-of-run descriptors and RSS against the start (after warm-up, load running) and the
+    idle baseline (before any client)."""
+    out = {
+        "fds_ok": end["fds"] <= start["fds"] and end["fd_kinds"]["socket"] <= baseline["fd_kinds"]["socket"],
+        "rss_ok": end["rss_kib"] <= start["rss_kib"] + RSS_TOLERANCE_KIB,
+        "rss_tolerance_kib": RSS_TOLERANCE_KIB,
+    }
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--duration", type=float, default=None,
+                    help="seconds of load and chaos (default 300; --quick: 60)")
+    ap.add_argument("--quick", action="store_true",
+                    help="about 60 s: one failover of each kind, then stop (for CI)")
+    ap.add_argument("--kinds", default=",".join(KINDS),
+                    help="failover kinds, round-robin in this order (default %s)" % ",".join(KINDS))
+    ap.add_argument("--warmup", type=float, default=None, help="seconds of load before the first event "
+                    "(default 5; --quick: 3)")
+    ap.add_argument("--out", default=os.path.join(C.HERE, "out"),
+                    help="output directory (default benches/soak/out, ignored by git)")
+    ap.add_argument("--proxy-bin", default=C.DEFAULT_BIN, help="the proxy binary (default %(default)s)")
+    ap.add_argument("--no-build", action="store_true", help="do not run cargo build --release first")
+    ap.add_argument("--no-install", action="store_true", help="never apt-get install missing tools")
+    ap.add_argument("--keep-tmp", action="store_true", help="keep the run's temp dir (configs, logs)")
+    args = ap.parse_args()
+    args.kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    for k in args.kinds:
+        if k not in MIN_TIME:
+            ap.error("unknown kind %r (choose from planned, kill, hang, stall)" % k)
+    if not args.kinds:
+        ap.error("--kinds needs at least one kind")
+    if args.duration is None:
+        args.duration = 60.0 if args.quick else 300.0
+    if args.warmup is None:
+        args.warmup = 3.0 if args.quick else 5.0
+    if not (20 <= args.duration <= 24 * 3600):
+        ap.error("--duration must be between 20 s and 24 h")
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt()
+    signal.signal(signal.SIGTERM, on_term)
+
+    C.ensure_tools(args.no_install)
+    if not args.no_build:
+        C.build_proxy()
+    bin_dir, binary = C.private_copy(os.path.abspath(args.proxy_bin))
+    C.raise_nofile()
+    try:
+        return run(args, binary)
+    finally:
+        shutil.rmtree(bin_dir, ignore_errors=True)
+
+
+def run(args, binary):
+    os.makedirs(args.out, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="soak-chaos-")
+    procs = C.Procs(tmp)
+    threads = []
+    clients = {}
+    res = {"command": "python3 benches/soak/chaos.py " + " ".join(sys.argv[1:]),
+           "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+           "settings": {"duration_s": args.duration, "quick": args.quick, "kinds": args.kinds,
+                        "warmup_s": args.warmup, "hang_for_s": HANG_FOR, "stall_for_s": STALL_FOR,
+                        "failover_cooldown_s": FAILOVER_COOLDOWN},
+           "versions": C.versions(os.path.abspath(args.proxy_bin), binary),
+           "notes": [], "broken": []}
+    exit_code = 2
+    try:
+        ports = C.free_ports(8)
+        rports, sports, proxy_port, admin_port = ports[0:3], ports[3:6], ports[6], ports[7]
+        cl = Cluster(procs, tmp, rports, sports, proxy_port, admin_port)
+        log("cluster in %s: redis %s, sentinels %s, proxy %d (admin %d)" % (tmp, rports, sports,
+                                                                          proxy_port, admin_port))
+        C.start_redis(procs, tmp, "redis-1", rports[0])
+        C.start_redis(procs, tmp, "redis-2", rports[1], rports[0])
+        C.start_redis(procs, tmp, "redis-3", rports[2], rports[0])
+        C.wait_until(lambda: C.replicas_online(rports[0], 2), 20, "both replicas in sync")
+        for i, sp in enumerate(sports):
+            C.start_sentinel(procs, tmp, "sentinel-%d" % (i + 1), sp, rports[0])
+        toml = C.proxy_toml(proxy_port, admin_port, rports, sports)
+        res["proxy_config"] = toml
+        C.start_proxy(procs, tmp, binary, admin_port, toml)
+        proxy_pid = procs.pid("proxy")
+        m, t_set, detail = cl.settle(60)
+        if t_set is None:
+            raise RuntimeError("the cluster did not settle at start: %s" % detail)
+        log("settled: master %s, proxy pid %d" % (cl.names[m], proxy_pid))
+
+        res["resources"] = {"baseline_idle": C.settled_sample(proxy_pid, 3.0)}
+        t0 = wall()
+        res["t0_unix"] = t0
+        load_end = now() + args.duration
+        ctx = argparse.Namespace(proxy_port=proxy_port, hard_deadline=load_end + 5)
+        sub_events = SentinelEvents(sports[0], load_end + 120)
+        sampler = Sampler(proxy_pid, load_end + 180)
+        clients = {c.name: c for c in [
+            PlainWriter(ctx), PipelineWriter(ctx), FreshWriter(ctx), Subscriber(ctx), Publisher(ctx),
+            Producer(ctx), Worker(ctx, "worker-1"), Worker(ctx, "worker-2")]}
+        threads = [sub_events, sampler] + list(clients.values())
+        sub_events.start()
+        sampler.start()
+        time.sleep(0.3)
+        for c in clients.values():
+            c.start()
+        log("load started (%s); warm-up %.0f s" % (", ".join(clients), args.warmup))
+        time.sleep(args.warmup)
+        res["resources"]["start"] = C.settled_sample(proxy_pid, 2.0)
+
+        chaos = Chaos(cl, t0, load_end, 1 if args.quick else None, args.kinds)
+        stop_chaos = threading.Event()
+        try:
+            chaos.run(stop_chaos)
+        finally:
+            if args.quick:
+                # One round done: a few more seconds of load, then stop.
+                load_end = min(load_end, now() + 5)
+            while now() < load_end:
+                time.sleep(min(1.0, load_end - now()))
+            for c in clients.values():
+                c.stop_evt.set()
+            for c in clients.values():
+                c.join(timeout=10)
+        t_load_end = wall()
+        log("load stopped after %.0f s; %d events" % (t_load_end - t0, len(chaos.events)))
+        res["events"] = chaos.events
+        res["load_s"] = round(t_load_end - t0, 1)
+
+        # Final topology, replication caught up.
+        final, t_set, detail = cl.settle(60)
+        if t_set is None:
+            res["notes"].append("final topology not settled: %s" % detail)
+            res["broken"].append("the topology did not settle after the load (proxy follows: %s)" % detail)
+        if final is None:
+            raise RuntimeError("no agreed master at the end: %s" % detail)
+        try:
+            C.wait_until(lambda: cl.caught_up(final), 30, "replicas to catch up with the final master", 0.2)
+        except RuntimeError as e:
+            res["notes"].append(str(e))
+        res["final_master"] = cl.names[final]
+
+        # Resources at the end: no client, a few seconds of idle.
+        def no_sessions():
+            ms = C.scrape_metrics(admin_port)
+            return C.metric(ms, "client_connections_active") == 0
+        try:
+            C.wait_until(no_sessions, 15, "client_connections_active to reach 0", 0.25)
+        except RuntimeError as e:
+            res["broken"].append(str(e))
+        time.sleep(5.0)
+        res["resources"]["end"] = C.settled_sample(proxy_pid, 3.0)
+        sampler.stop_evt.set()
+        sampler.join(timeout=3)
+        samples = sampler.samples
+        res["resources"]["peak"] = {"fds": max(s["fds"] for s in samples),
+                                    "rss_kib": max(s["rss_kib"] for s in samples),
+                                    "threads": max(s["threads"] for s in samples)}
+        res["resources"]["series"] = [[round(s["t"] - t0, 1), s["fds"], s["rss_kib"]] for s in samples]
+        res["metrics"] = C.scrape_metrics(admin_port)
+        sub_events.stop_evt.set()
+        analyse(res, cl, final, clients, chaos, procs, sub_events, t0)
+
+        # Graceful stop: SIGTERM must end the proxy with status 0.
+        code = procs.terminate("proxy", timeout=15)
+        res["proxy_exit_on_sigterm"] = code
+        if code != 0:
+            res["broken"].append("the proxy exited with %s on SIGTERM (expected 0)" % code)
+        lines = C.log_lines(procs.logpath("proxy"))
+        shutil.copy(procs.logpath("proxy"), os.path.join(args.out, "chaos-proxy.log"))
+        panics = [ln for ln in lines if "panic" in ln.lower()]
+        res["proxy_log"] = {"lines": len(lines), "panic_lines": panics[:20],
+                            "warn": sum(1 for ln in lines if " WARN " in ln),
+                            "error": sum(1 for ln in lines if " ERROR " in ln)}
+        if panics:
+            res["broken"].append("the proxy log mentions a panic: %s" % panics[0][:300])
+        exit_code = 1 if res["broken"] else 0
+    except KeyboardInterrupt:
+        res["error"] = "interrupted"
+        log("interrupted")
+    except Exception as e:  # noqa: BLE001
+        res["error"] = "%s: %s" % (type(e).__name__, e)
+        res["traceback"] = traceback.format_exc()[-3000:]
+        log("error: %s" % res["error"])
+        for name in list(procs.items):
+            res.setdefault("logs", {})[name] = procs.logtail(name, 1500)
+    finally:
+        for t in threads:
+            t.stop_evt.set()
+        procs.kill_all()
+        for t in threads:
+            t.join(timeout=5)
+        if args.keep_tmp:
+            res["tmp"] = tmp
+            log("kept %s" % tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    res["exit_code"] = exit_code
+    with open(os.path.join(args.out, "chaos.json"), "w") as f:
+        json.dump(res, f, indent=1, default=str)
+    md = render(res)
+    with open(os.path.join(args.out, "chaos.md"), "w") as f:
+        f.write(md)
+    print()
+    print(md)
+    log("wrote %s/chaos.json, chaos.md, chaos-proxy.log" % args.out)
+    return exit_code
+
+
+def analyse(res, cl, final, clients, chaos, procs, sub_events, t0):
+    broken = res["broken"]
+    crashed = {n: c.crash for n, c in clients.items() if c.crash}
+    if crashed:
+        res["notes"].append("client threads crashed: %s" % crashed)
+        broken.append("a load client crashed (harness bug): %s" % ", ".join(crashed))
+    load = {}
+    for n, c in clients.items():
+        d = {"connects": c.connects, "errors": dict(c.kinds), "errors_total": sum(c.kinds.values())}
+        if hasattr(c, "acked"):
+            d["acked"] = c.acked if isinstance(c.acked, int) else len(c.acked)
+        load[n] = d
+    load["pipeline"].update({"incr_acked": clients["pipeline"].incr_acked,
+                             "batches": clients["pipeline"].batches,
+                             "incr_reply_went_backwards": clients["pipeline"].incr_backwards})
+    load["subscriber"].update({"messages": clients["subscriber"].messages,
+                               "subscribes": clients["subscriber"].subscribes})
+    load["publisher"].update({"published": clients["publisher"].n,
+                              "receivers_total": clients["publisher"].receivers})
+    for w in ("worker-1", "worker-2"):
+        load[w].update({"popped": len(clients[w].popped), "empty_polls": clients[w].empty})
+    res["load"] = load
+
+    killed = chaos.killed
+    checks = {}
+    # Writes.
+    for name, prefix in (("plain", "soak:w"), ("pipeline", "soak:p"), ("fresh", "soak:f")):
+        lost, explained, unexplained = lost_writes(final, prefix, clients[name].acked, killed)
+        checks["lost_" + name] = {
+            "acked": len(clients[name].acked), "lost": len(lost),
+            "lost_at_kill": len(explained), "lost_unexplained": len(unexplained),
+            "examples": [[n, round(t - t0, 3), cl.names.get(node, node)] for n, t, node in lost[:20]]}
+        if unexplained:
+            broken.append("%d acknowledged %s writes lost (not explained by a SIGKILL of the master "
+                          "that acknowledged them), e.g. %s" % (
+                              len(unexplained), name,
+                              ["%s:%d acked at +%.3f s by %s" % (prefix, n, t - t0, cl.names.get(node, node))
+                               for n, t, node in unexplained[:5]]))
+    ctr = C.redis_call(final, "GET", "soak:ctr", timeout=5.0)
+    ctr = int(ctr) if ctr is not None else 0
+    acked_incr = clients["pipeline"].incr_acked
+    checks["incr"] = {"final_counter": ctr, "acked": acked_incr, "ok": ctr >= acked_incr,
+                      "max_reply": clients["pipeline"].incr_max}
+    if ctr < acked_incr:
+        broken.append("INCR soak:ctr is %d on the final master but %d INCRs were acknowledged" % (ctr, acked_incr))
+
+    # Jobs.
+    remaining = C.redis_call(final, "LRANGE", "soak:q", 0, -1, timeout=5.0) or []
+    remaining = collections.Counter(int(x) for x in remaining)
+    popped = collections.Counter()
+    for w in ("worker-1", "worker-2"):
+        popped.update(n for n, _, _ in clients[w].popped)
+    acked_jobs = clients["producer"].acked
+    lost_jobs = [(n, t, node) for n, t, node in acked_jobs if n not in popped and n not in remaining]
+    lost_jobs_kill = [j for j in lost_jobs
+                      if any(j[2] == port and 0 <= tk - j[1] <= KILL_LOSS_WINDOW for tk, port in killed)]
+    lost_jobs_other = [j for j in lost_jobs if j not in lost_jobs_kill]
+    checks["jobs"] = {"pushed_acked": len(acked_jobs), "popped": sum(popped.values()),
+                      "popped_twice": sum(1 for v in popped.values() if v > 1),
+                      "still_queued": sum(remaining.values()), "lost": len(lost_jobs),
+                      "lost_at_kill": len(lost_jobs_kill), "lost_unexplained": len(lost_jobs_other),
+                      "examples": [[n, round(t - t0, 3), cl.names.get(node, node)] for n, t, node in lost_jobs[:20]]}
+    if lost_jobs_other:
+        broken.append("%d jobs acknowledged by RPUSH were neither popped nor still queued, e.g. %s" % (
+            len(lost_jobs_other), ["job %d acked at +%.3f s by %s" % (n, t - t0, cl.names.get(node, node))
+                                   for n, t, node in lost_jobs_other[:5]]))
+
+    # Pub/sub (at-most-once by design: reported, not a promise).
+    pub = clients["publisher"]
+    got = clients["subscriber"].received
+    delivered = [n for n in pub.acked_ids if n in got]
+    checks["pubsub"] = {"published_acked": pub.acked, "published_with_a_receiver": len(pub.acked_ids),
+                        "received": len(got), "received_of_those": len(delivered)}
+
+    # READONLY.
+    lines = C.log_lines(procs.logpath("proxy"))
+    switches = route_changes(lines)
+    res["route_changes"] = [[round(t - t0, 3), what, line[:400]] for t, what, line in switches]
+    ro = []
+    for c in clients.values():
+        for e in c.errors:
+            if e["kind"] == "readonly":
+                cls, last = classify_readonly(e, switches)
+                ro.append({"client": e["client"], "op": e["op"], "t_send": round(e["t_send"] - t0, 3),
+                           "t_recv": round(e["t_recv"] - t0, 3),
+                           "conn_open": None if e["conn_open"] is None else round(e["conn_open"] - t0, 3),
+                           "node": cl.names.get(e["node"], e["node"]), "class": cls,
+                           "last_route_change": None if last is None else round(last - t0, 3)})
+    ro.sort(key=lambda x: x["t_send"])
+    checks["readonly"] = {"total": len(ro),
+                          "after_drain": sum(1 for x in ro if x["class"] == "after_drain"),
+                          "new_session": sum(1 for x in ro if x["class"] == "new_session"),
+                          "first": ro[:30]}
+    if ro:
+        broken.append("%d READONLY replies reached clients (%d on a request sent after the proxy had "
+                      "switched the route while its session was open; %d on a session the proxy had "
+                      "just bound to a node that was no longer master)" % (
+                          len(ro), checks["readonly"]["after_drain"], checks["readonly"]["new_session"]))
+
+    # Other error replies (not transport errors): listed, they are worth a look.
+    others = [e for c in clients.values() for e in c.errors if e["kind"] in ("error", "unexpected", "other")]
+    checks["other_errors"] = {"total": len(others),
+                              "by_detail": dict(collections.Counter(e["detail"] for e in others).most_common(15))}
+
+    # Per event: client errors between its start and one second after it settled.
+    all_errors = sorted((e for c in clients.values() for e in c.errors), key=lambda e: e["t_recv"])
+    for ev in chaos.events:
+        ts = ev.get("t_start")
+        te = ev.get("t_settled") or (ts + SETTLE_TIMEOUT if ts else None)
+        if ts is None:
+            continue
+        k = collections.Counter(e["kind"] for e in all_errors if ts <= e["t_recv"] <= te + 1.0)
+        ev["client_errors"] = dict(k)
+        ev["proxy_route_changes"] = [[round(t - ts, 3), what] for t, what, _ in switches if ts <= t <= te + 1.0]
+        ev["t_start_rel"] = round(ts - t0, 3)
+        ev["steps"] = [[round(t - t0, 3), what] for t, what in ev["steps"]]
+        ev.pop("t_settled", None)
+        ev.pop("t_start", None)
+    errs_outside = collections.Counter()
+    for e in all_errors:
+        inside = False
+        for ev in chaos.events:
+            if ev.get("t_start_rel") is None:
+                continue
+            ts = t0 + ev["t_start_rel"]
+            te = ts + (ev.get("settle_s") or SETTLE_TIMEOUT) + 1.0
+            if ts <= e["t_recv"] <= te:
+                inside = True
+                break
+        if not inside:
+            errs_outside[e["kind"]] += 1
+    checks["errors_outside_events"] = dict(errs_outside)
+    for ev in chaos.events:
+        for n in ev["notes"]:
+            if n.startswith("error") or "not settled" in n:
+                broken.append("event #%d (%s): %s" % (ev["n"], ev["kind"], n[:300]))
+    res["sentinel_events"] = [[round(t - t0, 3), ch, msg] for t, ch, msg in sub_events.events]
+    kinds_done = collections.Counter(ev["kind"] for ev in chaos.events)
+    res["events_by_kind"] = dict(kinds_done)
+    for k in chaos.kinds:
+        if kinds_done[k] == 0:
+            res["notes"].append("no %s event fitted in the duration" % k)
+
+    # Resources.
+    r = res["resources"]
+    rc = resource_check(r["baseline_idle"], r["start"], r["end"])
+    r.update(rc)
+    if not rc["fds_ok"]:
+        broken.append("proxy descriptors did not return: baseline %d (sockets %d), start %d, end %d "
+                      "(sockets %d, kinds %s)" % (
+                          r["baseline_idle"]["fds"], r["baseline_idle"]["fd_kinds"]["socket"],
+                          r["start"]["fds"], r["end"]["fds"], r["end"]["fd_kinds"]["socket"],
+                          r["end"]["fd_kinds"]))
+    if not rc["rss_ok"]:
+        broken.append("proxy RSS did not return to its starting level: start %d KiB, end %d KiB "
+                      "(tolerance %d KiB)" % (r["start"]["rss_kib"], r["end"]["rss_kib"], RSS_TOLERANCE_KIB))
+    # RSS trend over the second half of the run (KiB per minute), a leak shows as a steady climb.
+    series = r["series"]
+    half = [s for s in series if s[0] >= series[-1][0] / 2] if series else []
+    if len(half) >= 10:
+        xs = [s[0] for s in half]
+        ys = [s[2] for s in half]
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        den = sum((x - mx) ** 2 for x in xs)
+        r["rss_slope_kib_per_min_second_half"] = round(60 * sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den, 1) if den else None
+
+    ms = res["metrics"]
+    res["metrics_summary"] = {
+        "master_changes_total": C.metric(ms, "master_changes_total"),
+        "connections_drained_total": C.metric(ms, "connections_drained_total"),
+        "connections_refused_total": {reason: C.metric(ms, "connections_refused_total", reason=reason)
+                                      for reason in ("no_master", "over_limit", "backend_connect")},
+        "client_connections_total": C.metric(ms, "client_connections_total"),
+        "client_connections_active": C.metric(ms, "client_connections_active"),
+        "split_brain_conflicts_total": C.metric(ms, "split_brain_conflicts_total"),
+        "sentinel_disagreements_total": C.metric(ms, "sentinel_disagreements_total"),
+        "accept_errors_total": C.metric(ms, "accept_errors_total"),
+        "route_epoch": C.metric(ms, "route_epoch"),
+    }
+    if res["metrics_summary"]["split_brain_conflicts_total"]:
+        res["notes"].append("split_brain_conflicts_total = %d" % res["metrics_summary"]["split_brain_conflicts_total"])
+    res["checks"] = checks
+
+
+# --------------------------------------------------------------------------------------
+# Report
+
+def render(res):
+    L = []
+    ok = not res.get("broken") and not res.get("error")
+    L.append("# Chaos soak: %s" % ("PASS" if ok else ("ERROR" if res.get("error") else "FAIL")))
+    L.append("")
+    L.append("`%s`, started %s UTC, load for %s s." % (res["command"], res["started_utc"], res.get("load_s")))
+    v = res["versions"]
+    L.append("")
+    L.append("Proxy %s at %s; %s; kernel %s, %s CPUs; Python %s." % (
+        v["proxy_version"], v["git_commit"], v["redis"], v["kernel"], v["nproc"], v["python"]))
+    if res.get("error"):
+        L += ["", "**The run failed:** %s" % res["error"], "", "```", res.get("traceback", ""), "```"]
+    if res.get("broken"):
+        L += ["", "## Promises broken", ""]
+        L += ["- %s" % b for b in res["broken"]]
+    if res.get("notes"):
+        L += ["", "## Notes", ""]
+        L += ["- %s" % n for n in res["notes"]]
+    evs = res.get("events") or []
+    if evs:
+        L += ["", "## Events", "",
+              "| # | kind | at (s) | master before | master after | settled after (s) | proxy route changes (s after start) | client errors | notes |",
+              "|---|---|---|---|---|---|---|---|---|"]
+        for ev in evs:
+            rc = ", ".join("%s %+.2f" % (w, t) for t, w in ev.get("proxy_route_changes", []))
+            ce = ", ".join("%s %d" % kv for kv in sorted(ev.get("client_errors", {}).items()))
+            L.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                ev["n"], ev["kind"], ev.get("t_start_rel"), ev.get("old_master"), ev.get("new_master"),
+                ev.get("settle_s"), rc or "-", ce or "-", "; ".join(ev["notes"]) or ""))
+    load = res.get("load")
+    if load:
+        L += ["", "## Load", "", "| client | acknowledged | connects | errors by kind |", "|---|---|---|---|"]
+        for n, d in load.items():
+            extra = {k: v for k, v in d.items() if k not in ("connects", "errors", "errors_total", "acked")}
+            L.append("| %s | %s | %d | %s |" % (
+                n, d.get("acked", "-") if "acked" in d else ", ".join("%s %s" % kv for kv in extra.items()),
+                d["connects"], ", ".join("%s %d" % kv for kv in sorted(d["errors"].items())) or "none"))
+    ch = res.get("checks")
+    if ch:
+        L += ["", "## Checks", ""]
+        for name in ("plain", "pipeline", "fresh"):
+            c = ch["lost_" + name]
+            L.append("- %s writes: %d acknowledged, %d lost (%d acknowledged by a master within %d ms "
+                     "before its SIGKILL, %d otherwise)" % (name, c["acked"], c["lost"], c["lost_at_kill"],
+                                                           KILL_LOSS_WINDOW * 1000, c["lost_unexplained"]))
+        c = ch["incr"]
+        L.append("- INCR soak:ctr: %d on the final master, %d acknowledged (%s)" % (
+            c["final_counter"], c["acked"], "ok" if c["ok"] else "LOST INCREMENTS"))
+        c = ch["jobs"]
+        L.append("- jobs: %d pushed and acknowledged, %d popped (%d popped twice), %d still queued, "
+                 "%d lost (%d at a SIGKILL)" % (c["pushed_acked"], c["popped"], c["popped_twice"],
+                                                c["still_queued"], c["lost"], c["lost_at_kill"]))
+        c = ch["pubsub"]
+        L.append("- pub/sub (at-most-once, reported only): %d published, %d reached a subscriber per "
+                 "PUBLISH's reply, %d of those received by our subscriber" % (
+                     c["published_acked"], c["published_with_a_receiver"], c["received_of_those"]))
+        c = ch["readonly"]
+        L.append("- READONLY replies: %d (%d after the proxy had switched away while the session was "
+                 "open, %d on a session opened after the last switch)" % (
+                     c["total"], c["after_drain"], c["new_session"]))
+        c = ch["other_errors"]
+        L.append("- other error replies and unclassified errors: %d %s" % (c["total"], c["by_detail"] or ""))
+        L.append("- client errors outside the events' windows: %s" % (ch["errors_outside_events"] or "none"))
+    r = res.get("resources")
+    if r and "end" in r:
+        L += ["", "## Proxy process", "",
+              "| when | fds | sockets | pipes | RSS (KiB) | threads |", "|---|---|---|---|---|---|"]
+        for k, label in (("baseline_idle", "idle, before any client"), ("start", "after warm-up (load running)"),
+                         ("end", "end: no client, after 5 s idle")):
+            s = r[k]
+            L.append("| %s | %d | %d | %d | %d | %d |" % (label, s["fds"], s["fd_kinds"]["socket"],
+                                                          s["fd_kinds"]["pipe"], s["rss_kib"], s["threads"]))
+        p = r["peak"]
+        L.append("| peak (1 s samples) | %d | | | %d | %d |" % (p["fds"], p["rss_kib"], p["threads"]))
+        L.append("")
+        L.append("Descriptors back: %s. RSS back (end <= start + %d KiB): %s. RSS slope over the second "
+                 "half: %s KiB/min. CPU time used by the proxy: %.1f s user, %.1f s system." % (
+                     "yes" if r["fds_ok"] else "NO", r["rss_tolerance_kib"], "yes" if r["rss_ok"] else "NO",
+                     r.get("rss_slope_kib_per_min_second_half"),
+                     r["end"]["cpu_user_s"] - r["baseline_idle"]["cpu_user_s"],
+                     r["end"]["cpu_sys_s"] - r["baseline_idle"]["cpu_sys_s"]))
+    ms = res.get("metrics_summary")
+    if ms:
+        L += ["", "## /metrics at the end", ""]
+        for k, val in ms.items():
+            L.append("- %s: %s" % (k, val))
+    if "proxy_log" in res:
+        pl = res["proxy_log"]
+        L += ["", "Proxy log: %d lines, %d WARN, %d ERROR, %d mentioning a panic; exit status on SIGTERM: %s." % (
+            pl["lines"], pl["warn"], pl["error"], len(pl["panic_lines"]), res.get("proxy_exit_on_sigterm"))]
+    return "\n".join(L) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
