@@ -74,8 +74,62 @@ pub fn encode_command(buf: &mut BytesMut, args: &[&[u8]]) {
     let _ = extend_encode_borrowed(buf, &BorrowedFrame::Array(&parts), false);
 }
 
+/// Deepest array nesting accepted. Every reply the proxy reads is at most two levels deep
+/// (a pub/sub message is an array of bulk strings); the decoder recurses once per level, so a
+/// peer sending `*1\r\n` thousands of times would otherwise overflow a runtime thread's stack.
+pub const MAX_NESTING: usize = 4;
+
+/// Checks, without recursion, that the RESP in `buf` (complete or not) nests arrays at most
+/// [`MAX_NESTING`] deep. Only array headers and bulk lengths are read; anything malformed is
+/// left for the decoder to reject.
+fn check_nesting(buf: &[u8]) -> Result<(), ReplyError> {
+    // Elements still expected at each open array level.
+    let mut open: Vec<i64> = Vec::new();
+    let mut i = 0;
+    while i < buf.len() {
+        let Some(eol) = buf[i..].windows(2).position(|w| w == b"\r\n") else {
+            return Ok(()); // incomplete line: the decoder will ask for more
+        };
+        let line = &buf[i..i + eol];
+        i += eol + 2;
+        let len = || -> Option<i64> { std::str::from_utf8(line.get(1..)?).ok()?.parse().ok() };
+        match line.first() {
+            Some(b'*') => match len() {
+                Some(n) if n > 0 => {
+                    if open.len() >= MAX_NESTING {
+                        return Err(ReplyError::Protocol(format!(
+                            "arrays nested deeper than {MAX_NESTING}"
+                        )));
+                    }
+                    open.push(n);
+                    continue; // the array itself is not an element yet
+                }
+                Some(_) => {} // empty or null array: one element, no nesting
+                None => return Ok(()),
+            },
+            Some(b'$') => match len() {
+                Some(n) if n >= 0 => i = i.saturating_add(n as usize + 2),
+                Some(_) => {}
+                None => return Ok(()),
+            },
+            Some(_) => {}
+            None => return Ok(()),
+        }
+        // One element completed: close every array it completes.
+        while let Some(left) = open.last_mut() {
+            *left -= 1;
+            if *left > 0 {
+                break;
+            }
+            open.pop();
+        }
+    }
+    Ok(())
+}
+
 /// Tries to take one frame off the front of `buf`. `Ok(None)` means "need more bytes".
 pub fn take_frame(buf: &mut BytesMut) -> Result<Option<OwnedFrame>, ReplyError> {
+    check_nesting(buf)?;
     match decode(buf) {
         Ok(Some((frame, used))) => {
             let _ = buf.split_to(used);
@@ -262,6 +316,29 @@ mod tests {
             let err = parse_bytes(BytesMut::from(*bytes)).expect_err(needle);
             assert!(err.to_string().contains(needle), "{err} lacks {needle}");
         }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_recursing() {
+        let mut deep = BytesMut::new();
+        for _ in 0..1_000_000 {
+            deep.extend_from_slice(b"*1\r\n");
+        }
+        let err = take_frame(&mut deep).unwrap_err();
+        assert!(err.to_string().contains("nested deeper"), "{err}");
+        // What real peers send still decodes: a pub/sub message, a sentinel address pair, and
+        // nesting right at the limit.
+        for ok in [
+            &b"*3\r\n$7\r\nmessage\r\n$14\r\n+switch-master\r\n$4\r\nm a \r\n"[..],
+            b"*2\r\n$9\r\n127.0.0.1\r\n$4\r\n6379\r\n",
+            b"*1\r\n*1\r\n*1\r\n*2\r\n:1\r\n$-1\r\n",
+            b"*2\r\n*0\r\n*-1\r\n",
+        ] {
+            let mut b = BytesMut::from(ok);
+            assert!(take_frame(&mut b).unwrap().is_some(), "{ok:?}");
+        }
+        let mut five = BytesMut::from(&b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n"[..]);
+        assert!(take_frame(&mut five).is_err());
     }
 
     #[test]
