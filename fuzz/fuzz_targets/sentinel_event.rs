@@ -1,0 +1,105 @@
+//! Fuzzes what the proxy makes of sentinel pub/sub messages (`parse_event`) and of the
+//! sentinels' answers (`majority`).
+//!
+//! Input layout, lines separated by `\n`: channel, master name, payload, then bytes that pick
+//! one answer per sentinel for `majority`. A missing line is empty.
+//!
+//! Checked on every input, beyond "does not panic":
+//! - an event is only returned for a known channel, and is about the master the proxy watches:
+//!   the payload names `master_name` where sentinels put the master's name (first word of
+//!   `+switch-master`, the word after `@`, or the second word of a `master …` instance);
+//! - its addresses are the ones in the payload, and its kind follows from the channel
+//!   (`-failover-abort-*` aborts; `+sdown`/`-sdown` only for the master instance itself);
+//! - `majority` names an address only when more than half of the sentinels that answered
+//!   name it, and always names it then.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use redis_master_proxy::config::HostPort;
+use redis_master_proxy::sentinel::{majority, parse_event, Kind, CHANNELS};
+
+fuzz_target!(|data: &[u8]| {
+    let mut parts = data.splitn(4, |b| *b == b'\n');
+    let mut next = || String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    let (channel, master_name, payload) = (next(), next(), next());
+    let answers: Vec<u8> = parts.next().unwrap_or_default().to_vec();
+
+    if let Some(event) = parse_event(&channel, &payload, &master_name) {
+        check_event(&channel, &payload, &master_name, &event);
+    }
+    check_majority(&answers);
+});
+
+fn check_event(
+    channel: &str,
+    payload: &str,
+    master_name: &str,
+    e: &redis_master_proxy::sentinel::Event,
+) {
+    assert_eq!(e.channel, channel);
+    assert!(CHANNELS.contains(&channel));
+    let t: Vec<&str> = payload.split_whitespace().collect();
+    let addr = |host: &str, port: &str| {
+        port.parse::<u16>().ok().map(|port| HostPort {
+            host: host.to_string(),
+            port,
+        })
+    };
+    if channel == "+switch-master" {
+        assert_eq!(t.first(), Some(&master_name), "switch of another master");
+        assert_eq!(e.kind, Kind::FailoverUnderWay);
+        assert_eq!(e.old_master, addr(t[1], t[2]));
+        assert_eq!(e.new_master, addr(t[3], t[4]));
+        return;
+    }
+    let (name, ip, port) = match t.iter().position(|w| *w == "@") {
+        Some(at) => (t[at + 1], t[at + 2], t[at + 3]),
+        None => {
+            assert_eq!(
+                t[0], "master",
+                "no `@` and not a master instance: {payload:?}"
+            );
+            (t[1], t[2], t[3])
+        }
+    };
+    assert_eq!(name, master_name, "event about another master");
+    assert_eq!(e.old_master, addr(ip, port));
+    assert_eq!(e.new_master, None);
+    if channel.ends_with("sdown") {
+        assert_eq!(t[0], "master", "{channel} of a {} instance", t[0]);
+    }
+    assert_eq!(
+        e.kind == Kind::Aborted,
+        channel.starts_with("-failover-abort"),
+        "{channel} gave {:?}",
+        e.kind
+    );
+}
+
+fn check_majority(bytes: &[u8]) {
+    let pool: Vec<HostPort> = (1..=3)
+        .map(|i| HostPort {
+            host: format!("10.0.0.{i}"),
+            port: 6379,
+        })
+        .collect();
+    let answers: Vec<Option<Option<HostPort>>> = bytes
+        .iter()
+        .take(16)
+        .map(|b| match b % 5 {
+            0 => None,
+            1 => Some(None),
+            k => Some(Some(pool[usize::from(k) - 2].clone())),
+        })
+        .collect();
+    let reachable = answers.iter().filter(|a| a.is_some()).count();
+    let votes = |hp: &HostPort| {
+        answers
+            .iter()
+            .filter(|a| matches!(a, Some(Some(x)) if x == hp))
+            .count()
+    };
+    let winner = pool.iter().find(|hp| votes(hp) * 2 > reachable);
+    assert_eq!(majority(&answers).as_ref(), winner, "answers {answers:?}");
+}
