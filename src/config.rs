@@ -226,6 +226,7 @@ struct RawConfig {
     wait_for_master: Option<Dur>,
     shutdown_grace: Option<Dur>,
     relay: Option<RelayMode>,
+    threads: Option<usize>,
     health: Option<RawHealth>,
     auth: Option<RawAuth>,
     sentinel: Option<RawSentinel>,
@@ -283,6 +284,9 @@ pub struct Config {
     /// SIGTERM: how long sessions may drain before the process exits.
     pub shutdown_grace: Dur,
     pub relay: RelayMode,
+    /// Runtime threads: 0 (the default) is one per CPU available to the process (cgroup
+    /// quotas included), 1 runs everything on one thread, N uses N.
+    pub threads: usize,
     pub health: Health,
     /// Credentials for the health checks (`AUTH [username] password`).
     pub auth: Option<Auth>,
@@ -332,6 +336,7 @@ impl Default for Config {
             wait_for_master: Dur(Duration::from_secs(3)),
             shutdown_grace: Dur(Duration::from_secs(10)),
             relay: RelayMode::Auto,
+            threads: 0,
             health: Health {
                 interval: Dur(Duration::from_secs(1)),
                 timeout: Dur(Duration::from_millis(500)),
@@ -352,6 +357,7 @@ pub struct Overrides {
     pub backends: Vec<HostPort>,
     pub interval: Option<Dur>,
     pub relay: Option<RelayMode>,
+    pub threads: Option<usize>,
 }
 
 impl Config {
@@ -420,6 +426,7 @@ impl Config {
             wait_for_master: raw.wait_for_master.unwrap_or(d.wait_for_master),
             shutdown_grace: raw.shutdown_grace.unwrap_or(d.shutdown_grace),
             relay: o.relay.or(raw.relay).unwrap_or(d.relay),
+            threads: o.threads.or(raw.threads).unwrap_or(d.threads),
             health,
             auth: raw
                 .auth

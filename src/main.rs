@@ -43,6 +43,9 @@ enum Command {
         /// Relay mode: auto, splice or copy.
         #[arg(long)]
         relay: Option<RelayMode>,
+        /// Runtime threads (1 = single-threaded, 0 = one per CPU).
+        #[arg(long)]
+        threads: Option<usize>,
         /// Log filter when RUST_LOG is unset (error, warn, info, debug, trace).
         #[arg(long, default_value = "info")]
         log_level: String,
@@ -132,6 +135,7 @@ fn main() -> ExitCode {
             backends,
             interval,
             relay,
+            threads,
             log_level,
         } => {
             init_logging(&log_level);
@@ -141,6 +145,7 @@ fn main() -> ExitCode {
                 backends,
                 interval,
                 relay,
+                threads,
             };
             let cfg = match Config::load_with(config.as_deref(), &overrides) {
                 Ok(c) => c,
