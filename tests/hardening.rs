@@ -203,3 +203,51 @@ fn admin_answers_bad_requests_with_4xx_and_a_stalled_client_does_not_block_it() 
     );
     drop(stalled);
 }
+
+/// A backend whose name disappears from DNS while sessions are open: the route is withdrawn,
+/// the sessions on it are closed, and the proxy follows the name when it comes back. The proxy
+/// runs in its own mount namespace with a test-owned file bound over /etc/hosts (root only,
+/// as in CI), so the name can vanish without touching the machine's resolver.
+#[test]
+fn backend_that_disappears_from_dns_mid_session_ends_consistently() {
+    let master = RedisNode::master();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 rmp-master.test\n").unwrap();
+    let backend = format!("rmp-master.test:{}", master.port());
+    let toml = common::proxy::config_for(
+        &[backend.clone()],
+        &format!(
+            "wait_for_master = \"200ms\"\n{}",
+            common::proxy::FAST_HEALTH
+        ),
+    );
+    let script = format!(
+        "mount --bind {} /etc/hosts && exec \"$0\" \"$@\"",
+        hosts.display()
+    );
+    let proxy = Proxy::start_wrapped(&toml, &[], &["unshare", "-m", "--", "sh", "-c", &script]);
+    proxy.wait_master(&backend);
+    let mut session = proxy.client();
+    assert_eq!(session.cmd_ok(&["PING"]).as_str(), Some("PONG"));
+
+    // The name disappears (rewritten in place: the bind mount follows the file, not the path).
+    std::fs::write(&hosts, "# rmp-master.test is gone\n").unwrap();
+    proxy.wait_no_master();
+    let err = proxy.status()["backends"][0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(err.contains("resolv"), "{err}");
+    session.set_timeout(Some(Duration::from_secs(10)));
+    assert!(
+        session.cmd(&["PING"]).is_err(),
+        "the session on the vanished backend is closed"
+    );
+
+    // It comes back (a restarted pod): the proxy follows the name again.
+    std::fs::write(&hosts, "127.0.0.1 rmp-master.test\n").unwrap();
+    proxy.wait_master(&backend);
+    let mut again = proxy.client();
+    assert_eq!(again.cmd_ok(&["PING"]).as_str(), Some("PONG"));
+}
