@@ -114,8 +114,12 @@ impl FromStr for HostPort {
         if host.is_empty() {
             return Err(format!("`{s}` has an empty host"));
         }
-        if host.contains(char::is_whitespace) {
-            return Err(format!("`{s}`: the host contains white space"));
+        // A DNS name (letters, digits, `-`, `_`, `.`) or an IP literal; anything else is a typo.
+        let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '%');
+        if host.len() > 253 || !host.chars().all(valid) {
+            return Err(format!(
+                "`{s}`: `{host}` is not a host name or IP address (letters, digits, `-`, `_`, `.`; at most 253)"
+            ));
         }
         let port: u16 = port
             .parse()
@@ -492,6 +496,12 @@ impl Config {
                 ));
             }
             let master_name = s.master_name.unwrap_or_default();
+            if master_name.len() > 128 || !master_name.chars().all(|c| c.is_ascii_graphic()) {
+                return Err(invalid(
+                    "sentinel.master_name",
+                    format!("`{master_name}` is not a sentinel master name (printable, no spaces, at most 128)"),
+                ));
+            }
             if master_name.is_empty() {
                 return Err(invalid(
                     "sentinel.master_name",
@@ -544,6 +554,15 @@ fn resolve_auth(a: RawAuth, key: &str, file: &str) -> Result<Auth, ConfigError> 
             ))
         }
         (Some(var), None) => {
+            let name_ok = var.len() <= 128
+                && var.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !name_ok {
+                return Err(invalid(
+                    "password_env",
+                    format!("`{var}` is not an environment variable name"),
+                ));
+            }
             let v = std::env::var(&var).map_err(|_| {
                 invalid(
                     "password_env",
@@ -553,6 +572,12 @@ fn resolve_auth(a: RawAuth, key: &str, file: &str) -> Result<Auth, ConfigError> 
             (v, format!("env:{var}"))
         }
         (None, Some(path)) => {
+            if path.as_os_str().len() > 255 {
+                return Err(invalid(
+                    "password_file",
+                    "the path is longer than 255 bytes".into(),
+                ));
+            }
             let v = std::fs::read_to_string(&path).map_err(|e| {
                 invalid(
                     "password_file",
@@ -571,10 +596,10 @@ fn resolve_auth(a: RawAuth, key: &str, file: &str) -> Result<Auth, ConfigError> 
         ));
     }
     if let Some(u) = &a.username {
-        if u.is_empty() || u.contains(char::is_whitespace) {
+        if u.is_empty() || u.len() > 128 || !u.chars().all(|c| c.is_ascii_graphic()) {
             return Err(invalid(
                 "username",
-                format!("`{u}` is not a valid ACL user name"),
+                format!("`{u}` is not a valid ACL user name (printable, no spaces, at most 128)"),
             ));
         }
     }
@@ -616,7 +641,9 @@ mod tests {
         let h: HostPort = "[::1]:6380".parse().unwrap();
         assert_eq!(h.host, "::1");
         assert_eq!(h.to_string(), "[::1]:6380");
-        for bad in ["nohost", ":6379", "a:0", "a:99999", "a b:1"] {
+        for bad in [
+            "nohost", ":6379", "a:0", "a:99999", "a b:1", "a'b:1", "a\"b:1", "a/b:1",
+        ] {
             assert!(bad.parse::<HostPort>().is_err(), "{bad} should be refused");
         }
     }
