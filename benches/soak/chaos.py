@@ -53,7 +53,9 @@ HANG_FOR = 10.0           # hang: SIGCONT this long after SIGSTOP
 STALL_FOR = 0.6           # stall: shorter than down-after-milliseconds (1000)
 FAILOVER_COOLDOWN = 7.0   # sentinel refuses a new failover of a master within 2 x failover-timeout
 SETTLE_TIMEOUT = 40.0     # bound on waiting for the topology to settle after an event
-MIN_TIME = {"planned": 8.0, "kill": 12.0, "hang": 18.0, "stall": 4.0}  # time an event needs
+MIN_TIME = {"planned": 8.0, "kill": 12.0, "hang": 18.0, "stall": 4.0,  # time an event needs
+            "planned-kill": 30.0}
+PLANNED_KILL_AFTER = 10.2  # planned-kill: SIGKILL the new master this long after SENTINEL FAILOVER
 KILL_LOSS_WINDOW = 0.1    # a write acked by a master at most this long before its SIGKILL
 RSS_TOLERANCE_KIB = 2048  # see README: end-of-run RSS may exceed the start by this much
 ERROR_CAP = 20000         # errors kept per client (all are counted)
@@ -473,6 +475,54 @@ class Sampler(threading.Thread):
             self.stop_evt.wait(1.0)
 
 
+class NodePoller(threading.Thread):
+    """INFO replication on one redis node every 100 ms: [(t, role)] with role master, slave or
+    down (no answer within 300 ms: killed, or paused with SIGSTOP)."""
+
+    def __init__(self, port, deadline):
+        super().__init__(daemon=True, name="poll-%d" % port)
+        self.port = port
+        self.deadline = deadline
+        self.stop_evt = threading.Event()
+        self.samples = []
+
+    def run(self):
+        conn = None
+        while not self.stop_evt.is_set() and now() < self.deadline:
+            t0 = now()
+            try:
+                if conn is None:
+                    conn = Conn(C.HOST, self.port, timeout=0.3)
+                try:
+                    r = conn.call("INFO", "replication")
+                except (ConnectionClosed, ConnectionResetError, BrokenPipeError):
+                    # Sentinel kills normal connections when it reconfigures a node: retry once.
+                    conn.close()
+                    conn = Conn(C.HOST, self.port, timeout=0.3)
+                    r = conn.call("INFO", "replication")
+                role = C.parse_info(r).get("role", "?") if isinstance(r, str) else "error"
+            except Exception:  # noqa: BLE001
+                role = "down"
+                if conn is not None:
+                    conn.close()
+                conn = None
+            self.samples.append((wall(), role))
+            self.stop_evt.wait(max(0.0, 0.1 - (now() - t0)))
+        if conn is not None:
+            conn.close()
+
+    def around(self, t):
+        """(the last sample at or before t, the first after it)."""
+        before = after = None
+        for s in self.samples:
+            if s[0] <= t:
+                before = s
+            else:
+                after = s
+                break
+        return before, after
+
+
 # --------------------------------------------------------------------------------------
 # Topology
 
@@ -579,6 +629,7 @@ class Chaos:
     def __init__(self, cl, t0, end, rounds, kinds):
         self.cl = cl
         self.kinds = kinds
+        self.planned_kill_after = PLANNED_KILL_AFTER
         self.t0 = t0
         self.end = end            # monotonic: no event starts that cannot finish by then
         self.rounds = rounds      # None: until the time is up
@@ -606,7 +657,7 @@ class Chaos:
             ev = {"n": len(self.events) + 1, "kind": kind, "steps": [], "notes": []}
             self.events.append(ev)
             try:
-                getattr(self, "do_" + kind)(ev)
+                getattr(self, "do_" + kind.replace("-", "_"))(ev)
             except Exception as e:  # noqa: BLE001
                 ev["notes"].append("error: %s: %s" % (type(e).__name__, e))
                 ev["traceback"] = traceback.format_exc()[-2000:]
@@ -695,6 +746,45 @@ class Chaos:
             self.cl.procs.signal(name, signal.SIGCONT)
             self.step(ev, "SIGCONT %s" % name)
         self.finish(ev, old, True)
+
+    def do_planned_kill(self, ev):
+        """A double failure: SENTINEL FAILOVER, then SIGKILL the new master ~10 s later, when
+        the proxy's failover hold on the old master (10 s) has expired but Sentinel has not yet
+        turned the old master into a replica (it leaves it reporting role:master for ~10 s)."""
+        old = self.begin(ev)
+        sp = self.cl.sports[self.sentinel_i % len(self.cl.sports)]
+        self.sentinel_i += 1
+        ev["t_start"] = self.step(ev, "SENTINEL FAILOVER on sentinel port %d" % sp)
+        r = C.redis_call(sp, "SENTINEL", "FAILOVER", C.MASTER_NAME, timeout=2.0)
+        if r != "OK":
+            raise RuntimeError("SENTINEL FAILOVER answered %s" % r)
+        self.last_failover = now()
+        t_trig = now()
+        new = C.wait_until(lambda: (lambda m: m if m not in (None, old) else None)(self.cl.sentinel_master()),
+                           20, "the sentinels to name the new master", 0.1)
+        self.step(ev, "sentinels name %s" % self.cl.names[new])
+        time.sleep(max(0.0, t_trig + self.planned_kill_after - now()))
+        try:
+            role = C.info_repl(old, timeout=0.5).get("role")
+        except Exception as e:  # noqa: BLE001
+            role = "unknown (%s)" % type(e).__name__
+        name = self.cl.names[new]
+        t = self.step(ev, "SIGKILL %s, the new master (the old master %s reports role:%s)" % (
+            name, self.cl.names[old], role))
+        self.cl.procs.signal(name, signal.SIGKILL)
+        self.killed.append((t, new))
+        self.last_failover = now()
+        try:
+            self.cl.procs.items[name].wait(timeout=5)
+        except Exception:  # noqa: BLE001
+            pass
+        newer = C.wait_until(lambda: (lambda m: m if m not in (None, new) else None)(self.cl.sentinel_master()),
+                             30, "the sentinels to name a master after the kill", 0.1)
+        self.step(ev, "sentinels name %s" % self.cl.names[newer])
+        time.sleep(1.0)
+        C.start_redis(self.cl.procs, self.cl.tmp, name, new, master_port=newer)
+        self.step(ev, "%s restarted as a replica of %s" % (name, self.cl.names[newer]))
+        self.finish(ev, new, True)
 
     def do_stall(self, ev):
         old = self.begin(ev)
@@ -802,7 +892,13 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="about 60 s: one failover of each kind, then stop (for CI)")
     ap.add_argument("--kinds", default=",".join(KINDS),
-                    help="failover kinds, round-robin in this order (default %s)" % ",".join(KINDS))
+                    help="failover kinds, round-robin in this order (default %s; also "
+                         "planned-kill: SENTINEL FAILOVER, then SIGKILL of the new master "
+                         "--planned-kill-after seconds later)" % ",".join(KINDS))
+    ap.add_argument("--planned-kill-after", type=float, default=PLANNED_KILL_AFTER,
+                    help="planned-kill: seconds from SENTINEL FAILOVER to the SIGKILL of the new "
+                         "master (default %(default)s: just after the proxy's 10 s failover hold "
+                         "ends, before Sentinel demotes the old master)")
     ap.add_argument("--warmup", type=float, default=None, help="seconds of load before the first event "
                     "(default 5; --quick: 3)")
     ap.add_argument("--out", default=os.path.join(C.HERE, "out"),
@@ -815,7 +911,7 @@ def main():
     args.kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     for k in args.kinds:
         if k not in MIN_TIME:
-            ap.error("unknown kind %r (choose from planned, kill, hang, stall)" % k)
+            ap.error("unknown kind %r (choose from %s)" % (k, ", ".join(MIN_TIME)))
     if not args.kinds:
         ap.error("--kinds needs at least one kind")
     if args.duration is None:
@@ -884,12 +980,15 @@ def run(args, binary):
         ctx = argparse.Namespace(proxy_port=proxy_port, hard_deadline=load_end + 5)
         sub_events = SentinelEvents(sports[0], load_end + 120)
         sampler = Sampler(proxy_pid, load_end + 180)
+        pollers = {p: NodePoller(p, load_end + 120) for p in rports}
         clients = {c.name: c for c in [
             PlainWriter(ctx), PipelineWriter(ctx), FreshWriter(ctx), Subscriber(ctx), Publisher(ctx),
             Producer(ctx), Worker(ctx, "worker-1"), Worker(ctx, "worker-2")]}
-        threads = [sub_events, sampler] + list(clients.values())
+        threads = [sub_events, sampler] + list(pollers.values()) + list(clients.values())
         sub_events.start()
         sampler.start()
+        for p in pollers.values():
+            p.start()
         time.sleep(0.3)
         for c in clients.values():
             c.start()
@@ -898,6 +997,7 @@ def run(args, binary):
         res["resources"]["start"] = C.settled_sample(proxy_pid, 2.0)
 
         chaos = Chaos(cl, t0, load_end, 1 if args.quick else None, args.kinds)
+        chaos.planned_kill_after = args.planned_kill_after
         stop_chaos = threading.Event()
         try:
             chaos.run(stop_chaos)
@@ -948,7 +1048,10 @@ def run(args, binary):
         res["resources"]["series"] = [[round(s["t"] - t0, 1), s["fds"], s["rss_kib"]] for s in samples]
         res["metrics"] = C.scrape_metrics(admin_port)
         sub_events.stop_evt.set()
-        analyse(res, cl, final, clients, chaos, procs, sub_events, t0)
+        for p in pollers.values():
+            p.stop_evt.set()
+            p.join(timeout=2)
+        analyse(res, cl, final, clients, chaos, procs, sub_events, pollers, t0)
 
         # Graceful stop: SIGTERM must end the proxy with status 0.
         code = procs.terminate("proxy", timeout=15)
@@ -996,7 +1099,7 @@ def run(args, binary):
     return exit_code
 
 
-def analyse(res, cl, final, clients, chaos, procs, sub_events, t0):
+def analyse(res, cl, final, clients, chaos, procs, sub_events, pollers, t0):
     broken = res["broken"]
     crashed = {n: c.crash for n, c in clients.items() if c.crash}
     if crashed:
@@ -1095,6 +1198,36 @@ def analyse(res, cl, final, clients, chaos, procs, sub_events, t0):
                       "just bound to a node that was no longer master)" % (
                           len(ro), checks["readonly"]["after_drain"], checks["readonly"]["new_session"]))
 
+    # Every route the proxy published: was the node a master at that moment, per the 100 ms
+    # INFO polling of the script (the last answer before and the first after the publication)?
+    anomalies = []
+    changes = [(t, what, line) for t, what, line in switches if what in ("published", "withdrawn")]
+    for i, (t, what, line) in enumerate(changes):
+        if what != "published":
+            continue
+        mm = ROUTE_RE.search(line)
+        port = int(mm.group(1).rsplit(":", 1)[1]) if mm else None
+        if port not in pollers:
+            continue
+        before, after = pollers[port].around(t)
+        roles = {x[1] for x in (before, after) if x is not None}
+        if before is None or after is None or "master" in roles or after[0] - before[0] > 0.5:
+            continue
+        until = changes[i + 1][0] if i + 1 < len(changes) else None
+        anomalies.append({"t": round(t - t0, 4), "at_utc": C.fmt_utc(t), "node": cl.names[port],
+                          "role_before": [round(before[0] - t, 3), before[1]],
+                          "role_after": [round(after[0] - t, 3), after[1]],
+                          "route_kept_s": None if until is None else round(until - t, 4),
+                          "log": line[:300]})
+    checks["route_to_non_master"] = anomalies
+    if anomalies:
+        broken.append("the proxy published the route to a node that was not a master %d time(s): %s" % (
+            len(anomalies), "; ".join("at +%.3f s (%s UTC) to %s, which reported %s %.3f s before and %s "
+                                      "%.3f s after; the route stayed %s s" % (
+                                          a["t"], a["at_utc"], a["node"], a["role_before"][1],
+                                          -a["role_before"][0], a["role_after"][1], a["role_after"][0],
+                                          a["route_kept_s"]) for a in anomalies[:5])))
+
     # Other error replies (not transport errors): listed, they are worth a look.
     others = [e for c in clients.values() for e in c.errors if e["kind"] in ("error", "unexpected", "other")]
     checks["other_errors"] = {"total": len(others),
@@ -1102,14 +1235,17 @@ def analyse(res, cl, final, clients, chaos, procs, sub_events, t0):
 
     # Per event: client errors between its start and one second after it settled.
     all_errors = sorted((e for c in clients.values() for e in c.errors), key=lambda e: e["t_recv"])
+    starts = [ev.get("t_start") for ev in chaos.events if ev.get("t_start")]
     for ev in chaos.events:
         ts = ev.get("t_start")
         te = ev.get("t_settled") or (ts + SETTLE_TIMEOUT if ts else None)
         if ts is None:
             continue
-        k = collections.Counter(e["kind"] for e in all_errors if ts <= e["t_recv"] <= te + 1.0)
+        te = min([te + 1.0] + [x for x in starts if x > ts])
+        ev["window_end_rel"] = round(te - t0, 3)
+        k = collections.Counter(e["kind"] for e in all_errors if ts <= e["t_recv"] < te)
         ev["client_errors"] = dict(k)
-        ev["proxy_route_changes"] = [[round(t - ts, 3), what] for t, what, _ in switches if ts <= t <= te + 1.0]
+        ev["proxy_route_changes"] = [[round(t - ts, 3), what] for t, what, _ in switches if ts <= t < te]
         ev["t_start_rel"] = round(ts - t0, 3)
         ev["steps"] = [[round(t - t0, 3), what] for t, what in ev["steps"]]
         ev.pop("t_settled", None)
@@ -1121,8 +1257,8 @@ def analyse(res, cl, final, clients, chaos, procs, sub_events, t0):
             if ev.get("t_start_rel") is None:
                 continue
             ts = t0 + ev["t_start_rel"]
-            te = ts + (ev.get("settle_s") or SETTLE_TIMEOUT) + 1.0
-            if ts <= e["t_recv"] <= te:
+            te = t0 + ev["window_end_rel"]
+            if ts <= e["t_recv"] < te:
                 inside = True
                 break
         if not inside:
@@ -1243,6 +1379,13 @@ def render(res):
         L.append("- READONLY replies: %d (%d after the proxy had switched away while the session was "
                  "open, %d on a session opened after the last switch)" % (
                      c["total"], c["after_drain"], c["new_session"]))
+        c = ch.get("route_to_non_master", [])
+        L.append("- routes published to a node that was not a master (per the script's 100 ms INFO polling): %d" % len(c))
+        for a in c[:10]:
+            L.append("  - +%.3f s (%s UTC): route to %s, which answered `role:%s` %.3f s before and `role:%s` "
+                     "%.3f s after; the route stayed %s s. Log: `%s`" % (
+                         a["t"], a["at_utc"], a["node"], a["role_before"][1], -a["role_before"][0],
+                         a["role_after"][1], a["role_after"][0], a["route_kept_s"], a["log"]))
         c = ch["other_errors"]
         L.append("- other error replies and unclassified errors: %d %s" % (c["total"], c["by_detail"] or ""))
         L.append("- client errors outside the events' windows: %s" % (ch["errors_outside_events"] or "none"))
