@@ -161,12 +161,11 @@ pub async fn relay(
     let drained = route.drain_signal();
     tokio::pin!(up, down, drained);
     let mut up_done = false;
-    let mut half_closed = false;
     loop {
         tokio::select! {
             // Once the route drains, `up` is never polled again: nothing more is read from the
             // client, so nothing more can be forwarded.
-            _ = &mut drained, if !half_closed => {
+            _ = &mut drained => {
                 return finish_drain(&mut down, route, drain_timeout, &clocks).await;
             }
             r = &mut up, if !up_done => {
@@ -176,7 +175,6 @@ pub async fn relay(
                     // finishes its replies.
                     Ok((PumpEnd::Eof, w)) => {
                         let _ = socket2::SockRef::from(w.as_ref()).shutdown(std::net::Shutdown::Write);
-                        half_closed = true;
                     }
                     Ok((PumpEnd::Drained, _)) => {
                         return finish_drain(&mut down, route, drain_timeout, &clocks).await;
