@@ -216,7 +216,7 @@ fn backend_that_disappears_from_dns_mid_session_ends_consistently() {
     std::fs::write(&hosts, "127.0.0.1 rmp-master.test\n").unwrap();
     let backend = format!("rmp-master.test:{}", master.port());
     let toml = common::proxy::config_for(
-        &[backend.clone()],
+        std::slice::from_ref(&backend),
         &format!(
             "wait_for_master = \"200ms\"\n{}",
             common::proxy::FAST_HEALTH
