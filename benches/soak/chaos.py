@@ -823,19 +823,39 @@ def route_changes(lines):
     return out
 
 
-def classify_readonly(err, switches):
-    """Where a READONLY reply falls relative to the proxy's route changes.
+def route_target(line):
+    m = ROUTE_RE.search(line)
+    try:
+        return int(m.group(1).rsplit(":", 1)[1]) if m else None
+    except ValueError:
+        return None
 
-    after_drain: the request was sent after a route change that happened while its session was
-      open, i.e. it was forwarded to the old master after the switch (the drain failed);
-    new_session: the session was opened after the last route change, so the proxy was routing
-      new clients to a node that no longer accepted writes (the proxy had not switched yet).
-    """
-    changes = [t for t, what, _ in switches if what in ("published", "withdrawn")]
-    last = max([t for t in changes if t <= err["t_send"]], default=None)
-    if last is not None and err["conn_open"] is not None and err["conn_open"] < last:
-        return "after_drain", last
-    return "new_session", last
+
+def classify_readonly(err, switches):
+    """Where a READONLY reply falls relative to the proxy's route changes. `err["node"]` is the
+    node the session was bound to (its CONFIG GET port at connect).
+
+    bound_to_non_master: the route to that node was published after the client connected (the
+      session waited for a route, or was being connected, and got that one), and the node
+      answered READONLY: the proxy published a route to a node that was not a master;
+    after_drain: the session was opened while the route pointed at that node, and the route
+      changed before the request was sent: the proxy forwarded a request after the switch;
+    stale_route: the session was opened while the route pointed at that node and nothing changed
+      since: the proxy was still routing to a node that had been demoted.
+    Returns (class, time of the last route change before the request, whether the request was
+    sent after a route change that followed the binding publication)."""
+    changes = [(t, what, line) for t, what, line in switches if what in ("published", "withdrawn")]
+    last = max([t for t, _, _ in changes if t <= err["t_send"]], default=None)
+    pubs = [t for t, what, line in changes if what == "published" and route_target(line) == err["node"]
+            and t <= err["t_send"]]
+    bound = max(pubs) if pubs else None
+    opened = err["conn_open"] if err["conn_open"] is not None else err["t_send"]
+    moved_after_binding = last is not None and bound is not None and last > bound
+    if bound is not None and bound >= opened:
+        return "bound_to_non_master", last, moved_after_binding
+    if last is not None and last > opened:
+        return "after_drain", last, True
+    return "stale_route", last, False
 
 
 # --------------------------------------------------------------------------------------
@@ -1181,22 +1201,29 @@ def analyse(res, cl, final, clients, chaos, procs, sub_events, pollers, t0):
     for c in clients.values():
         for e in c.errors:
             if e["kind"] == "readonly":
-                cls, last = classify_readonly(e, switches)
-                ro.append({"client": e["client"], "op": e["op"], "t_send": round(e["t_send"] - t0, 3),
-                           "t_recv": round(e["t_recv"] - t0, 3),
-                           "conn_open": None if e["conn_open"] is None else round(e["conn_open"] - t0, 3),
+                cls, last, moved = classify_readonly(e, switches)
+                ro.append({"client": e["client"], "op": e["op"], "t_send": round(e["t_send"] - t0, 4),
+                           "t_recv": round(e["t_recv"] - t0, 4),
+                           "conn_open": None if e["conn_open"] is None else round(e["conn_open"] - t0, 4),
                            "node": cl.names.get(e["node"], e["node"]), "class": cls,
-                           "last_route_change": None if last is None else round(last - t0, 3)})
+                           "sent_after_a_later_route_change": moved,
+                           "last_route_change": None if last is None else round(last - t0, 4)})
     ro.sort(key=lambda x: x["t_send"])
-    checks["readonly"] = {"total": len(ro),
-                          "after_drain": sum(1 for x in ro if x["class"] == "after_drain"),
-                          "new_session": sum(1 for x in ro if x["class"] == "new_session"),
-                          "first": ro[:30]}
+    by_class = collections.Counter(x["class"] for x in ro)
+    checks["readonly"] = {"total": len(ro), "by_class": dict(by_class),
+                          "sent_after_a_later_route_change": sum(1 for x in ro if x["sent_after_a_later_route_change"]),
+                          "first": ro[:60]}
     if ro:
-        broken.append("%d READONLY replies reached clients (%d on a request sent after the proxy had "
-                      "switched the route while its session was open; %d on a session the proxy had "
-                      "just bound to a node that was no longer master)" % (
-                          len(ro), checks["readonly"]["after_drain"], checks["readonly"]["new_session"]))
+        firsts = {}
+        for x in ro:
+            firsts.setdefault((x["client"], x["conn_open"]), x)
+        broken.append("%d READONLY replies reached clients: %s; %d of them on a request sent after the "
+                      "route had moved on from the publication that bound the session. First per session: %s" % (
+                          len(ro), dict(by_class), checks["readonly"]["sent_after_a_later_route_change"],
+                          "; ".join("%s session opened at +%.4f s, bound to %s, request sent at +%.4f s (%s; last "
+                                    "route change +%s s)" % (x["client"], x["conn_open"] or 0, x["node"], x["t_send"],
+                                                             x["class"], x["last_route_change"])
+                                    for x in list(firsts.values())[:6])))
 
     # Every route the proxy published: was the node a master at that moment, per the 100 ms
     # INFO polling of the script (the last answer before and the first after the publication)?
@@ -1376,9 +1403,10 @@ def render(res):
                  "PUBLISH's reply, %d of those received by our subscriber" % (
                      c["published_acked"], c["published_with_a_receiver"], c["received_of_those"]))
         c = ch["readonly"]
-        L.append("- READONLY replies: %d (%d after the proxy had switched away while the session was "
-                 "open, %d on a session opened after the last switch)" % (
-                     c["total"], c["after_drain"], c["new_session"]))
+        L.append("- READONLY replies: %d %s (bound_to_non_master: the session was bound by a route "
+                 "publication to that node; after_drain: sent after the route changed while the "
+                 "session was open; stale_route: the route still pointed at a demoted node)" % (
+                     c["total"], c["by_class"] or ""))
         c = ch.get("route_to_non_master", [])
         L.append("- routes published to a node that was not a master (per the script's 100 ms INFO polling): %d" % len(c))
         for a in c[:10]:
