@@ -457,21 +457,34 @@ class SentinelEvents(threading.Thread):
 
 
 class Sampler(threading.Thread):
-    """The proxy's /proc numbers once a second."""
+    """The proxy's /proc numbers once a second; /metrics every `scrape_every` seconds (as
+    Prometheus would; 0: never until the end)."""
 
-    def __init__(self, pid, deadline):
+    def __init__(self, pid, deadline, admin=None, scrape_every=0):
         super().__init__(daemon=True, name="sampler")
         self.pid = pid
         self.deadline = deadline
+        self.admin = admin
+        self.scrape_every = scrape_every
         self.stop_evt = threading.Event()
         self.samples = []
+        self.scrapes = 0
+        self.scrape_errors = 0
 
     def run(self):
+        next_scrape = now() + self.scrape_every if self.scrape_every else None
         while not self.stop_evt.is_set() and now() < self.deadline:
             try:
                 self.samples.append(C.proc_sample(self.pid))
             except OSError:
                 pass
+            if next_scrape is not None and now() >= next_scrape:
+                next_scrape += self.scrape_every
+                try:
+                    C.scrape_metrics(self.admin)
+                    self.scrapes += 1
+                except Exception:  # noqa: BLE001
+                    self.scrape_errors += 1
             self.stop_evt.wait(1.0)
 
 
@@ -921,6 +934,9 @@ def main():
                          "ends, before Sentinel demotes the old master)")
     ap.add_argument("--warmup", type=float, default=None, help="seconds of load before the first event "
                     "(default 5; --quick: 3)")
+    ap.add_argument("--scrape-every", type=float, default=15.0,
+                    help="scrape /metrics every S seconds during the run, as Prometheus would "
+                         "(default 15; 0: only at the end)")
     ap.add_argument("--out", default=os.path.join(C.HERE, "out"),
                     help="output directory (default benches/soak/out, ignored by git)")
     ap.add_argument("--proxy-bin", default=C.DEFAULT_BIN, help="the proxy binary (default %(default)s)")
@@ -966,7 +982,7 @@ def run(args, binary):
            "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
            "settings": {"duration_s": args.duration, "quick": args.quick, "kinds": args.kinds,
                         "warmup_s": args.warmup, "hang_for_s": HANG_FOR, "stall_for_s": STALL_FOR,
-                        "failover_cooldown_s": FAILOVER_COOLDOWN},
+                        "failover_cooldown_s": FAILOVER_COOLDOWN, "scrape_every_s": args.scrape_every},
            "versions": C.versions(os.path.abspath(args.proxy_bin), binary),
            "notes": [], "broken": []}
     exit_code = 2
@@ -999,7 +1015,7 @@ def run(args, binary):
         load_end = now() + args.duration
         ctx = argparse.Namespace(proxy_port=proxy_port, hard_deadline=load_end + 5)
         sub_events = SentinelEvents(sports[0], load_end + 120)
-        sampler = Sampler(proxy_pid, load_end + 180)
+        sampler = Sampler(proxy_pid, load_end + 180, admin_port, args.scrape_every)
         pollers = {p: NodePoller(p, load_end + 120) for p in rports}
         clients = {c.name: c for c in [
             PlainWriter(ctx), PipelineWriter(ctx), FreshWriter(ctx), Subscriber(ctx), Publisher(ctx),
@@ -1067,6 +1083,7 @@ def run(args, binary):
                                     "threads": max(s["threads"] for s in samples)}
         res["resources"]["series"] = [[round(s["t"] - t0, 1), s["fds"], s["rss_kib"]] for s in samples]
         res["metrics"] = C.scrape_metrics(admin_port)
+        res["resources"]["metrics_scrapes_during_run"] = sampler.scrapes
         sub_events.stop_evt.set()
         for p in pollers.values():
             p.stop_evt.set()
