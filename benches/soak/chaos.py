@@ -55,7 +55,7 @@ FAILOVER_COOLDOWN = 7.0   # sentinel refuses a new failover of a master within 2
 SETTLE_TIMEOUT = 40.0     # bound on waiting for the topology to settle after an event
 MIN_TIME = {"planned": 8.0, "kill": 12.0, "hang": 18.0, "stall": 4.0,  # time an event needs
             "planned-kill": 30.0}
-PLANNED_KILL_AFTER = 10.2  # planned-kill: SIGKILL the new master this long after SENTINEL FAILOVER
+PLANNED_KILL_AFTER = 8.0   # planned-kill: SIGKILL the new master this long after SENTINEL FAILOVER
 KILL_LOSS_WINDOW = 0.1    # a write acked by a master at most this long before its SIGKILL
 RSS_TOLERANCE_KIB = 2048  # see README: end-of-run RSS may exceed the start by this much
 ERROR_CAP = 20000         # errors kept per client (all are counted)
@@ -761,9 +761,9 @@ class Chaos:
         self.finish(ev, old, True)
 
     def do_planned_kill(self, ev):
-        """A double failure: SENTINEL FAILOVER, then SIGKILL the new master ~10 s later, when
-        the proxy's failover hold on the old master (10 s) has expired but Sentinel has not yet
-        turned the old master into a replica (it leaves it reporting role:master for ~10 s)."""
+        """A double failure: SENTINEL FAILOVER, then SIGKILL of the new master a few seconds later,
+        while Sentinel has not yet turned the old master into a replica (Redis 7.0's Sentinel
+        leaves it reporting role:master for ~11 s after a SENTINEL FAILOVER)."""
         old = self.begin(ev)
         sp = self.cl.sports[self.sentinel_i % len(self.cl.sports)]
         self.sentinel_i += 1
@@ -930,8 +930,8 @@ def main():
                          "--planned-kill-after seconds later)" % ",".join(KINDS))
     ap.add_argument("--planned-kill-after", type=float, default=PLANNED_KILL_AFTER,
                     help="planned-kill: seconds from SENTINEL FAILOVER to the SIGKILL of the new "
-                         "master (default %(default)s: just after the proxy's 10 s failover hold "
-                         "ends, before Sentinel demotes the old master)")
+                         "master (default %(default)s: before Sentinel demotes the old master, "
+                         "which it does ~11 s after the failover)")
     ap.add_argument("--warmup", type=float, default=None, help="seconds of load before the first event "
                     "(default 5; --quick: 3)")
     ap.add_argument("--scrape-every", type=float, default=15.0,
