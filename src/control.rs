@@ -52,6 +52,10 @@ pub const FAILOVER_HOLD: Duration = Duration::from_secs(10);
 /// How long the sentinels may name another master than the election before it counts as a
 /// disagreement (they trail INFO during every failover).
 pub const DISAGREE_GRACE: Duration = Duration::from_secs(5);
+/// Superseded replication histories remembered (a few per failover are enough).
+pub const SUPERSEDED_KEPT: usize = 64;
+/// How old a report may be to make its backend the new master (see `elect_and_publish`).
+pub const STALE_AFTER: Duration = Duration::from_millis(250);
 
 /// The old master of a failover in progress, kept out of the route.
 #[derive(Clone, Debug)]
@@ -75,6 +79,9 @@ struct Backend {
     addr: Option<SocketAddr>,
     last_error: Option<CheckError>,
     last_latency: Option<Duration>,
+    /// When `info` was last confirmed by a check: a new master is only published on a fresh
+    /// report, never on one that may predate a demotion.
+    checked_at: Option<Instant>,
     /// Reason label of the last failure, to log a changed reason once.
     last_reason: Option<&'static str>,
 }
@@ -155,6 +162,13 @@ pub struct Control {
     /// False until the first round (every backend and the sentinels) has answered: no
     /// election runs on a partial view at startup.
     ready: bool,
+    /// The election wanted a fresher report: start a round at once.
+    recheck: bool,
+    /// Replication histories some node has been promoted out of (newest last). A master still
+    /// serving one of them is an old master that has not been demoted yet, even when the node
+    /// that superseded it has died since (a switchover followed by a kill of the new master):
+    /// it is never a candidate.
+    superseded: std::collections::VecDeque<String>,
 }
 
 impl Control {
@@ -174,6 +188,8 @@ impl Control {
             rounds: 0,
             since: None,
             ready: false,
+            recheck: false,
+            superseded: std::collections::VecDeque::new(),
         };
         c.reconfigure(cfg);
         c
@@ -196,6 +212,7 @@ impl Control {
                     addr: None,
                     last_error: None,
                     last_latency: None,
+                    checked_at: None,
                     last_reason: None,
                 },
             })
@@ -270,6 +287,9 @@ impl Control {
                     if changed {
                         self.fast_until = Some(Instant::now() + FAST_PERIOD);
                         next = next.min(tokio::time::Instant::now() + FAST_INTERVAL);
+                    }
+                    if std::mem::take(&mut self.recheck) {
+                        next = tokio::time::Instant::now();
                     }
                     self.publish_status();
                 }
@@ -423,6 +443,21 @@ impl Control {
     fn observe(&mut self, i: usize, report: health::Report) -> bool {
         let rise = self.cfg.health.rise;
         let fall = self.cfg.health.fall;
+        // Any node that changed history names the history it left: remember it, so a master
+        // still serving it is never routed to again (see `superseded`).
+        if let Some(prev) = report
+            .result
+            .as_ref()
+            .ok()
+            .and_then(|i| i.previous_replid())
+        {
+            if !self.superseded.iter().any(|r| r == prev) {
+                if self.superseded.len() >= SUPERSEDED_KEPT {
+                    self.superseded.pop_front();
+                }
+                self.superseded.push_back(prev.to_string());
+            }
+        }
         let b = &mut self.backends[i];
         let label = b.name.to_string();
         metrics::histogram!(m::CHECK_DURATION, "backend" => label.clone())
@@ -455,6 +490,7 @@ impl Control {
                 b.last_error = None;
                 b.last_reason = None;
                 b.info = Some(info);
+                b.checked_at = Some(Instant::now());
             }
             Err(CheckError::Local(msg)) => {
                 // Our own descriptor shortage is no news about the backend: keep its state,
@@ -519,11 +555,16 @@ impl Control {
             }
         }
         let held = self.hold.as_ref().map(|h| h.addr);
+        let stale_history = |b: &Backend| {
+            b.info.as_ref().is_some_and(|i| {
+                i.role == Role::Master && self.superseded.iter().any(|r| *r == i.master_replid)
+            })
+        };
         let cands: Vec<Candidate> = self
             .backends
             .iter()
             .map(|b| Candidate {
-                up: b.health.is_up() && (held.is_none() || b.addr != held),
+                up: b.health.is_up() && (held.is_none() || b.addr != held) && !stale_history(b),
                 info: b.info.as_ref(),
             })
             .collect();
@@ -543,13 +584,21 @@ impl Control {
         } else {
             self.last_conflict.clear();
         }
-        for &(promoted, old) in &out.superseded {
-            if current == Some(old) {
-                tracing::warn!(
-                    promoted = %self.backends[promoted].name,
-                    demoted = %self.backends[old].name,
-                    "a replica was promoted out of the current master's history; switching now, while the old master still reports role:master"
-                );
+        // The current master lost the route to a promotion out of its history: either both
+        // are seen now (the lineage rule) or the history was already known to be left.
+        if let Some(c) = current.filter(|&c| !cands[c].up && self.backends[c].health.is_up()) {
+            let old = &self.backends[c];
+            if let Some(replid) = old.info.as_ref().map(|i| i.master_replid.as_str()) {
+                if self.superseded.iter().any(|r| r == replid) {
+                    let promoted = self.backends.iter().find(|b| {
+                        b.info.as_ref().and_then(|i| i.previous_replid()) == Some(replid)
+                    });
+                    tracing::warn!(
+                        promoted = ?promoted.map(|b| &*b.name),
+                        demoted = %old.name,
+                        "a replica was promoted out of the current master's history; switching now, while the old master still reports role:master"
+                    );
+                }
             }
         }
         // Sentinels lag INFO by a second or two during every failover (they announce the
@@ -567,7 +616,22 @@ impl Control {
             self.disagree_since = None;
             self.sentinel_disagreed = false;
         }
-        let target = out.chosen.and_then(|i| {
+        // A *new* master is published only on a report younger than STALE_AFTER. Between
+        // slow rounds a backend can be demoted unseen (Sentinel turns an old master into a
+        // replica seconds after a switchover); if the current master then dies, its last
+        // report would still say `role:master`. The route is withdrawn instead and a round
+        // runs at once, so the choice is made on fresh reports a moment later.
+        let stale = out.chosen.filter(|&i| {
+            Some(i) != current
+                && self.backends[i]
+                    .checked_at
+                    .is_none_or(|t| t.elapsed() > STALE_AFTER)
+        });
+        if let Some(i) = stale {
+            tracing::debug!(backend = %self.backends[i].name, "candidate's report is not fresh; checking again before routing to it");
+            self.recheck = true;
+        }
+        let target = out.chosen.filter(|_| stale.is_none()).and_then(|i| {
             let b = &self.backends[i];
             b.addr.map(|a| (b.name.clone(), a))
         });

@@ -466,3 +466,40 @@ fn pubsub_and_blocked_sessions_are_closed_on_a_switch() {
         Some("hello")
     );
 }
+
+/// A switchover, then the new master dies before the old one is demoted (a rolling restart):
+/// the old master still says `role:master`, and the node promoted next is related to it only
+/// through the dead one. The proxy remembers that the old history was left and never routes
+/// back to it.
+#[test]
+fn old_master_stays_superseded_after_its_successor_dies() {
+    let a = RedisNode::master();
+    let mut b = RedisNode::replica_of(&a);
+    let c = RedisNode::replica_of(&a);
+    let proxy = Proxy::start(&[a.addr(), b.addr(), c.addr()], "wait_for_master = \"10s\"");
+    proxy.wait_master(&a.addr());
+    // Give A the higher offset, so the offset rule alone would pick it.
+    for i in 0..200 {
+        a.set(&format!("a{i}"), "x");
+    }
+    c.wait_synced_with(&a, Duration::from_secs(10));
+    b.wait_synced_with(&a, Duration::from_secs(10));
+
+    b.promote();
+    proxy.wait_master(&b.addr());
+    c.replicate_from(&b);
+    c.wait_link_up(Duration::from_secs(10));
+    // B dies; A was never demoted and still claims the role.
+    b.kill();
+    proxy.wait_no_master();
+    c.promote();
+    proxy.wait_master(&c.addr());
+    for _ in 0..5 {
+        thread::sleep(Duration::from_millis(200));
+        assert_eq!(proxy.master().as_deref(), Some(c.addr().as_str()));
+    }
+    assert_eq!(a.role(), "master", "the old master still claims the role");
+    let mut s = proxy.client();
+    assert!(ok(s.cmd(&["SET", "after", "1"])).is_ok());
+    assert_eq!(a.get("after"), None);
+}
