@@ -11,7 +11,8 @@
 //! - [`health`]: one check of one backend (resolve, connect, AUTH, INFO, bounded by a timeout).
 //! - [`election`]: pure rules: rise/fall hysteresis and exactly one master.
 //! - [`sentinel`]: optional second source: failover events and the sentinels' master.
-//! - [`control`]: the loop: check all backends each round, elect, publish, status, metrics.
+//! - [`control`]: the loop: start checks each interval, apply each result as it arrives,
+//!   elect, publish, status, metrics.
 //! - [`admin`], [`metrics`]: `/metrics`, `/livez`, `/readyz`, `/status`; metric names.
 //!
 //! Data path (one task per client session):
