@@ -19,6 +19,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use redis_master_proxy::app;
 use redis_master_proxy::config::{Config, Overrides};
+use redis_master_proxy::workers::Workers;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const INFO_MASTER: &str = "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_replid:5a8cb1b1e0b6b6fbd3e3e8a1ab3b0b0d0d3c4e21\r\nmaster_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:0\r\n";
@@ -112,7 +113,9 @@ fn relay(c: &mut Criterion) {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let a = l.local_addr().unwrap();
-            tokio::spawn(app::run(cfg, l, admin, rx));
+            // Sessions on a data-path worker thread, as in the binary.
+            let workers = Workers::start(1).unwrap();
+            tokio::spawn(app::run(cfg, l, admin, workers, rx));
             a
         });
         stops.push(tx);

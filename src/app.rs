@@ -21,6 +21,7 @@ use crate::listener::{self, DataPath, Settings};
 use crate::metrics as m;
 use crate::routing::{DrainMode, RouteTable};
 use crate::sentinel;
+use crate::workers::Workers;
 
 /// What the process asks of a running app.
 #[derive(Debug)]
@@ -47,11 +48,14 @@ fn settings(cfg: &Config) -> Settings {
     }
 }
 
-/// Runs the proxy until an [`Event::Shutdown`] arrives (or the sender is dropped).
+/// Runs the proxy until an [`Event::Shutdown`] arrives (or the sender is dropped). Sessions
+/// run on `workers` (see [`crate::workers`]); the control plane, the accept loop and the admin
+/// listener run on the caller's runtime.
 pub async fn run(
     cfg: Config,
     client: TcpListener,
     admin_listener: TcpListener,
+    workers: Workers,
     mut events: mpsc::Receiver<Event>,
 ) -> ShutdownReport {
     let prometheus = m::install();
@@ -64,6 +68,7 @@ pub async fn run(
         limit: Arc::new(Semaphore::new(cfg.max_connections)),
         active: AtomicUsize::new(0),
         sessions: TaskTracker::new(),
+        workers,
     });
     metrics::gauge!(m::HAS_MASTER).set(0.0);
 
@@ -137,6 +142,7 @@ pub async fn run(
         tracing::warn!(grace = ?grace, "shutdown grace period over; closing the remaining sessions");
     }
     let sessions_left = data.sessions.len();
+    data.workers.stop().await;
     stop_admin.cancel();
     let _ = admin_task.await;
     tracing::info!(sessions_left, "stopped");

@@ -288,8 +288,9 @@ pub struct Config {
     /// SIGTERM: how long sessions may drain before the process exits.
     pub shutdown_grace: Dur,
     pub relay: RelayMode,
-    /// Runtime threads: 0 (the default) is one per CPU available to the process (cgroup
-    /// quotas included), 1 runs everything on one thread, N uses N.
+    /// Data-path threads (sessions run on them; the control plane has its own): 0 (the
+    /// default) is one per CPU available to the process (cgroup quotas included), 1 runs
+    /// everything on one thread, N starts N. Read at start only.
     pub threads: usize,
     pub health: Health,
     /// Credentials for the health checks (`AUTH [username] password`).

@@ -5,7 +5,7 @@
 //! The **control plane** decides where clients go; the **data path** moves their bytes. They
 //! meet in one small shared type, the current [`routing::Route`], held in an `ArcSwap`.
 //!
-//! Control plane (one task, plus its checks):
+//! Control plane (one task, plus its checks, on the main thread):
 //! - [`config`]: the TOML file and flags → a validated [`config::Config`].
 //! - [`info`]: sans-IO encoding of the check commands and parsing of `INFO replication`.
 //! - [`health`]: one check of one backend (resolve, connect, AUTH, INFO, bounded by a timeout).
@@ -17,6 +17,8 @@
 //!
 //! Data path (one task per client session):
 //! - [`listener`]: bounded accept loop; binds each client to the current route; connects.
+//! - [`workers`]: the threads sessions run on, one single-threaded runtime each; the accept
+//!   loop hands each client to the least-loaded one.
 //! - [`relay`]: both directions until close or drain; copy or splice per direction.
 //! - [`splice`]: the only `unsafe`: `splice(2)` through a pipe, Linux only.
 //!
@@ -48,3 +50,4 @@ pub mod routing;
 pub mod sentinel;
 pub mod shutdown;
 pub mod splice;
+pub mod workers;

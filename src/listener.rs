@@ -19,6 +19,7 @@ use crate::config::RelayMode;
 use crate::metrics as m;
 use crate::relay::{self, End};
 use crate::routing::{Route, RouteTable};
+use crate::workers::Workers;
 
 /// Settings of the data path, fixed for the life of a session.
 #[derive(Clone, Debug)]
@@ -39,6 +40,8 @@ pub struct DataPath {
     pub active: AtomicUsize,
     /// Every session task, so shutdown can wait for them.
     pub sessions: TaskTracker,
+    /// The threads sessions run on.
+    pub workers: Workers,
 }
 
 /// Listen backlog: after a failover every client reconnects at once, and a short queue (the
@@ -86,10 +89,11 @@ pub async fn accept_loop(listener: TcpListener, dp: Arc<DataPath>, stop: Cancell
                     Ok(permit) => {
                         let dp2 = dp.clone();
                         let stop = stop.clone();
-                        dp.sessions.spawn(async move {
-                            serve(stream, &dp2, stop).await;
-                            drop(permit);
-                        });
+                        dp.workers
+                            .spawn(&dp.sessions, stream, move |stream| async move {
+                                serve(stream, &dp2, stop).await;
+                                drop(permit);
+                            });
                     }
                     Err(_) => {
                         metrics::counter!(m::REFUSED, "reason" => "over_limit").increment(1);

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use redis_master_proxy::config::{Config, Dur, HostPort, Overrides, RelayMode};
+use redis_master_proxy::workers::{self, Workers};
 use redis_master_proxy::{app, metrics as m, shutdown};
 
 #[derive(Parser, Debug)]
@@ -43,7 +44,7 @@ enum Command {
         /// Relay mode: auto, splice or copy.
         #[arg(long)]
         relay: Option<RelayMode>,
-        /// Runtime threads (1 = single-threaded, 0 = one per CPU).
+        /// Data-path threads (0 = one per CPU; 1 = everything on one thread).
         #[arg(long)]
         threads: Option<usize>,
         /// Log filter when RUST_LOG is unset (error, warn, info, debug, trace).
@@ -154,7 +155,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let rt = match tokio::runtime::Builder::new_multi_thread()
+            // The control plane, the accept loop and the admin listener: one thread. Sessions
+            // run on the data-path workers (see `workers`).
+            let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
@@ -244,7 +247,15 @@ async fn run(cfg: Config, path: Option<PathBuf>, overrides: Overrides) -> ExitCo
             }
         }
     });
-    let report = app::run(cfg, client, admin, rx).await;
+    let workers = match Workers::start(workers::count_for(cfg.threads)) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: cannot start the data-path threads (key `threads`): {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(threads = workers.len(), "data path started");
+    let report = app::run(cfg, client, admin, workers, rx).await;
     if report.sessions_left > 0 {
         tracing::warn!(
             sessions = report.sessions_left,

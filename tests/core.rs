@@ -18,15 +18,16 @@ fn ok(r: Result<Reply, String>) -> Reply {
     }
 }
 
-/// Every kind of traffic real clients send, through the given relay mode.
-fn traffic_works(relay: &str) {
+/// Every kind of traffic real clients send, through the given relay mode and data-path
+/// threads.
+fn traffic_works(relay: &str, threads: usize) {
     let master = RedisNode::master();
     let r1 = RedisNode::replica_of(&master);
     let r2 = RedisNode::replica_of(&master);
     // The master is listed last: config order must not matter when roles are known.
     let proxy = Proxy::start(
         &[r1.addr(), r2.addr(), master.addr()],
-        &format!("relay = \"{relay}\""),
+        &format!("relay = \"{relay}\"\nthreads = {threads}"),
     );
     proxy.wait_master(&master.addr());
 
@@ -114,18 +115,18 @@ fn traffic_works(relay: &str) {
 }
 
 #[test]
-fn all_traffic_kinds_reach_the_master_with_copy_relay() {
-    traffic_works("copy");
+fn all_traffic_kinds_reach_the_master_with_copy_relay_on_one_thread() {
+    traffic_works("copy", 1);
 }
 
 #[test]
-fn all_traffic_kinds_reach_the_master_with_splice_relay() {
-    traffic_works("splice");
+fn all_traffic_kinds_reach_the_master_with_splice_relay_on_three_workers() {
+    traffic_works("splice", 3);
 }
 
 #[test]
-fn all_traffic_kinds_reach_the_master_with_auto_relay() {
-    traffic_works("auto");
+fn all_traffic_kinds_reach_the_master_with_auto_relay_on_default_workers() {
+    traffic_works("auto", 0);
 }
 
 /// Sentinel-style switchover: the replica is promoted while the old master still says
@@ -400,8 +401,20 @@ fn readiness_and_metrics_reflect_the_state() {
 /// SIGTERM: not ready, sessions drained, exit 0.
 #[test]
 fn sigterm_drains_sessions_and_exits_zero() {
+    sigterm_drains(0);
+}
+
+#[test]
+fn sigterm_drains_sessions_and_exits_zero_on_one_thread() {
+    sigterm_drains(1);
+}
+
+fn sigterm_drains(threads: usize) {
     let a = RedisNode::master();
-    let mut proxy = Proxy::start(&[a.addr()], "shutdown_grace = \"5s\"");
+    let mut proxy = Proxy::start(
+        &[a.addr()],
+        &format!("shutdown_grace = \"5s\"\nthreads = {threads}"),
+    );
     proxy.wait_master(&a.addr());
     let mut c = proxy.client();
     assert_eq!(ok(c.cmd(&["PING"])).as_str(), Some("PONG"));
@@ -412,6 +425,30 @@ fn sigterm_drains_sessions_and_exits_zero() {
         "session closed by the shutdown drain"
     );
     assert!(proxy.log().contains("shutting down"));
+}
+
+/// SIGTERM with a session that is still waiting for its reply when the grace period ends (a
+/// BLPOP, whose drain would last `drain_timeout`): the process closes it and exits 0 at the end
+/// of the grace period instead of waiting for the drain.
+#[test]
+fn sigterm_closes_sessions_left_after_the_grace_period() {
+    let a = RedisNode::master();
+    let mut proxy = Proxy::start(
+        &[a.addr()],
+        "shutdown_grace = \"500ms\"\ndrain_timeout = \"60s\"",
+    );
+    proxy.wait_master(&a.addr());
+    let mut c = proxy.client();
+    c.set_timeout(Some(Duration::from_secs(20)));
+    c.send_raw(&common::encode_command(&["BLPOP", "never", "0"]))
+        .unwrap();
+    wait_until(Duration::from_secs(10), "BLPOP to block", || {
+        a.info("clients").get("blocked_clients").map(String::as_str) == Some("1")
+    });
+    let status = proxy.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(c.read_reply().is_err(), "the blocked session was closed");
+    assert!(proxy.log().contains("grace period over"), "{}", proxy.log());
 }
 
 /// Pub/sub and blocked (BLPOP) sessions on a replaced master are closed, so clients resubscribe

@@ -18,6 +18,7 @@ import http.client
 import io
 import json
 import os
+import re
 import platform
 import resource
 import selectors
@@ -518,11 +519,12 @@ class HAProxy(Candidate):
 class Proxy(Candidate):
     kind = "proxy"
 
-    def __init__(self, name, binary, relay, log_level):
+    def __init__(self, name, binary, relay, log_level, threads=None):
         super().__init__()
         self.name = name
         self.binary = binary
         self.relay = relay
+        self.threads = threads
         self.log_level = log_level
         self.admin = None
 
@@ -562,6 +564,8 @@ class Proxy(Candidate):
         ]
         if self.relay:
             cmd += ["--relay", self.relay]
+        if self.threads is not None:
+            cmd += ["--threads", str(self.threads)]
         env = dict(os.environ)
         env.setdefault("RUST_LOG", self.log_level)
         self.proc = Proc(self.name, cmd, workdir, env=env)
@@ -602,8 +606,14 @@ def make_candidates(names, args):
         elif n.startswith("proxy"):
             if binary is None:
                 binary = proxy_binary(args)
-            relay = None if n == "proxy" else n.split("-", 1)[1]
-            out.append(Proxy(n, binary, relay, args.proxy_log_level))
+            # proxy[-copy|-splice|-auto][-tN]: relay mode and runtime threads.
+            relay, threads = None, None
+            for part in n.split("-")[1:]:
+                if re.fullmatch(r"t\d+", part):
+                    threads = int(part[1:])
+                else:
+                    relay = part
+            out.append(Proxy(n, binary, relay, args.proxy_log_level, threads))
     return out, binary
 
 
@@ -940,7 +950,10 @@ def write_markdown(res, path):
         "proxy-splice": "redis-master-proxy with `--relay splice` (splice(2) through a pipe).",
     }
     for c in cands:
-        L.append(f"- `{c}`: {descr.get(c, '')}")
+        d = descr.get(c)
+        if d is None and (mt := re.fullmatch(r"(proxy(?:-\w+)?)-t(\d+)", c)):
+            d = descr.get(mt.group(1), "redis-master-proxy").rstrip(".") + f", with `--threads {mt.group(2)}`."
+        L.append(f"- `{c}`: {d or ''}")
     L.append("")
     L.append("![Throughput relative to direct](throughput.png)")
     L.append("")
@@ -1109,7 +1122,8 @@ def parse_args(argv):
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: 1 round, few requests, 1000 idle connections, output under target/")
     ap.add_argument("--candidates", default=",".join(DEFAULT_CANDIDATES),
-                    help=f"comma-separated subset of {','.join(ALL_CANDIDATES)}")
+                    help=f"comma-separated subset of {','.join(ALL_CANDIDATES)}; a proxy candidate "
+                         "may end in -tN to run the proxy with --threads N (e.g. proxy-t1)")
     ap.add_argument("--workloads", default="all",
                     help=f"comma-separated subset of {','.join(w.id for w in WORKLOADS)}")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every workload's request count")
@@ -1137,7 +1151,8 @@ def parse_args(argv):
     if a.out is None:
         a.out = str(REPO / "target" / "bench-compare-quick") if a.quick else str(REPO / "docs" / "benchmarks")
     a.candidates = [c.strip() for c in a.candidates.split(",") if c.strip()]
-    bad = [c for c in a.candidates if c not in ALL_CANDIDATES]
+    bad = [c for c in a.candidates
+           if c not in ALL_CANDIDATES and not re.fullmatch(r"proxy(-(auto|copy|splice))?-t\d+", c)]
     if bad or not a.candidates:
         ap.error(f"unknown candidates {bad}; choose from {ALL_CANDIDATES}")
     if len(set(a.candidates)) != len(a.candidates):
