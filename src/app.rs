@@ -101,9 +101,9 @@ pub async fn run(
 
     while let Some(Event::Reload(new)) = events.recv().await {
         let new = Arc::new(*new);
-        if new.listen != cfg.listen || new.admin != cfg.admin {
+        if new.listen != cfg.listen || new.admin != cfg.admin || new.threads != cfg.threads {
             tracing::warn!(
-                "listen and admin addresses change only at a restart; keeping the current ones"
+                "listen, admin and threads change only at a restart; keeping the current ones"
             );
         }
         data.settings.store(Arc::new(settings(&new)));
