@@ -242,7 +242,7 @@ def ensure_tools(no_install=False, sentinel=True):
 
 def build_proxy():
     log("cargo build --release")
-    r = subprocess.run(["cargo", "build", "--release", "--bin", "redis-master-proxy"], cwd=REPO)
+    r = subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "redis-master-proxy"], cwd=REPO)
     if r.returncode != 0:
         sys.exit("error: cargo build --release failed")
 
@@ -268,6 +268,8 @@ def _first_line(argv):
 
 def versions(binary_source, binary):
     commit = _first_line(["git", "-C", REPO, "rev-parse", "HEAD"])
+    if not commit or commit.startswith("fatal:"):
+        commit = "unknown (not a git checkout)"
     dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "src", "Cargo.toml",
                             "Cargo.lock"], capture_output=True, text=True).stdout.strip()
     with open(binary, "rb") as f:
@@ -441,19 +443,35 @@ def proc_sample(pid):
             kinds["anon_inode"] += 1
         else:
             kinds["other"] += 1
-    rss_kib = threads = None
+    rss_kib = rss_anon_kib = threads = None
     with open("/proc/%d/status" % pid) as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 rss_kib = int(line.split()[1])
+            elif line.startswith("RssAnon:"):
+                # The heap and the allocator's arenas; the rest of VmRSS is the mapped binary
+                # and libraries (file pages), which do not grow with use.
+                rss_anon_kib = int(line.split()[1])
             elif line.startswith("Threads:"):
                 threads = int(line.split()[1])
     with open("/proc/%d/stat" % pid) as f:
         stat = f.read()
     fields = stat[stat.rindex(")") + 2:].split()
     utime, stime = int(fields[11]), int(fields[12])
-    return {"t": wall(), "fds": total, "fd_kinds": kinds, "rss_kib": rss_kib, "threads": threads,
+    return {"t": wall(), "fds": total, "fd_kinds": kinds, "rss_kib": rss_kib, "rss_anon_kib": rss_anon_kib,
+            "threads": threads,
             "cpu_user_s": utime / CLK_TCK, "cpu_sys_s": stime / CLK_TCK}
+
+
+def smaps_rollup(pid):
+    """/proc/PID/smaps_rollup as {field: KiB} (Rss, Anonymous, Private_Dirty, ...)."""
+    out = {}
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                out[parts[0].rstrip(":")] = int(parts[1])
+    return out
 
 
 def settled_sample(pid, seconds=3.0, every=0.25):
