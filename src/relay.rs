@@ -5,7 +5,8 @@
 //! the session's one task. A pump moves bytes either by copying through a buffer (cheapest for
 //! small request/response traffic: one `read`, one `write`) or by `splice(2)` through a pipe
 //! (cheapest for bulk: no copy into userspace). In `auto` mode a direction starts copying, moves
-//! to splice when reads fill the buffer, and back to copying when a burst ends small.
+//! to splice when a read fills the 16 KiB buffer, and back to copying after a few bursts in a
+//! row under 8 KiB (the thresholds are measured: `docs/benchmarks/README.md`).
 //!
 //! Per request the copy path costs one `read` and one `write` per direction: a read that returns
 //! less than the buffer tells tokio the socket is drained (edge-triggered epoll), so no extra
@@ -37,8 +38,15 @@ use crate::splice::{Pipe, PIPE_CAPACITY};
 
 /// Size of the copy buffer of one direction during a burst.
 pub const COPY_BUFFER: usize = 16 * 1024;
-/// In `auto` mode, consecutive full-buffer reads that move a direction to splice.
-const BULK_READS: u32 = 2;
+/// In `auto` mode, full-buffer reads in one burst that move a direction to splice: one, so a
+/// message of [`COPY_BUFFER`] or more is spliced (measured: at 16 KiB values splice costs 15%
+/// less CPU per request than copying; at 8 KiB the two cost the same; below, copy is cheaper).
+const BULK_READS: u32 = 1;
+/// In `auto` mode, a spliced burst smaller than this counts as small traffic.
+const SMALL_BURST: usize = 8 * 1024;
+/// In `auto` mode, consecutive small spliced bursts that move a direction back to copying. More
+/// than one, so the short tail of a large message does not flip the direction back and forth.
+const SMALL_BURSTS: u32 = 4;
 /// A draining session whose master has answered and then been quiet this long is done.
 pub const DRAIN_QUIET: Duration = Duration::from_millis(20);
 /// Copy buffers kept per runtime thread between bursts.
@@ -250,6 +258,7 @@ async fn pump<'a>(
 ) -> io::Result<(PumpEnd, WriteHalf<'a>)> {
     let mut splicing = mode == RelayMode::Splice;
     let mut splice_refused = false;
+    let mut small_bursts = 0u32;
     loop {
         // Wait without holding a buffer or a pipe. `poll_read_ready` (unlike `readable()`)
         // honours tokio's cooperative budget, so a busy session yields to the others instead of
@@ -262,8 +271,10 @@ async fn pump<'a>(
                 pipe.give_back();
                 match burst {
                     Ok(Burst::Idle { bulk }) => {
-                        if mode == RelayMode::Auto && !bulk {
+                        small_bursts = if bulk { 0 } else { small_bursts + 1 };
+                        if mode == RelayMode::Auto && small_bursts >= SMALL_BURSTS {
                             splicing = false;
+                            small_bursts = 0;
                         }
                         continue;
                     }
@@ -384,7 +395,7 @@ async fn splice_burst(
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 return Ok(Burst::Idle {
-                    bulk: burst >= PIPE_CAPACITY,
+                    bulk: burst >= SMALL_BURST,
                 })
             }
             Err(e) => return Err(e),

@@ -85,7 +85,16 @@ WORKLOADS = [
     Workload("set-3b-c1000", "SET, 3 B values, 1000 clients", "set", 3, 1, 1000, 400_000, 20_000),
     Workload("get-3b-c1000", "GET, 3 B values, 1000 clients", "get", 3, 1, 1000, 400_000, 20_000),
 ]
-WORKLOAD_BY_ID = {w.id: w for w in WORKLOADS}
+# Not in "all": mid-size values, for placing auto's copy/splice threshold (docs/benchmarks/README.md).
+EXTRA_WORKLOADS = [
+    Workload("set-1k", "SET, 1 KiB values, 50 clients", "set", KIB, 1, 50, 300_000, 10_000),
+    Workload("get-1k", "GET, 1 KiB values, 50 clients", "get", KIB, 1, 50, 300_000, 10_000),
+    Workload("set-4k", "SET, 4 KiB values, 50 clients", "set", 4 * KIB, 1, 50, 300_000, 10_000),
+    Workload("get-4k", "GET, 4 KiB values, 50 clients", "get", 4 * KIB, 1, 50, 300_000, 10_000),
+    Workload("set-8k", "SET, 8 KiB values, 50 clients", "set", 8 * KIB, 1, 50, 250_000, 5_000),
+    Workload("get-8k", "GET, 8 KiB values, 50 clients", "get", 8 * KIB, 1, 50, 250_000, 5_000),
+]
+WORKLOAD_BY_ID = {w.id: w for w in WORKLOADS + EXTRA_WORKLOADS}
 
 ALL_CANDIDATES = ["direct", "haproxy", "proxy", "proxy-copy", "proxy-splice"]
 DEFAULT_CANDIDATES = ["direct", "haproxy", "proxy"]
@@ -1125,7 +1134,8 @@ def parse_args(argv):
                     help=f"comma-separated subset of {','.join(ALL_CANDIDATES)}; a proxy candidate "
                          "may end in -tN to run the proxy with --threads N (e.g. proxy-t1)")
     ap.add_argument("--workloads", default="all",
-                    help=f"comma-separated subset of {','.join(w.id for w in WORKLOADS)}")
+                    help=f"comma-separated subset of {','.join(w.id for w in WORKLOADS)} (default: all), "
+                         f"or of the extra mid-size workloads {','.join(w.id for w in EXTRA_WORKLOADS)}")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every workload's request count")
     ap.add_argument("--idle-conns", type=int, default=None,
                     help="idle connections for the memory test (default 10000, 1000 with --quick; 0 skips it)")
@@ -1163,7 +1173,7 @@ def parse_args(argv):
         ids = [x.strip() for x in a.workloads.split(",") if x.strip()]
         bad = [x for x in ids if x not in WORKLOAD_BY_ID]
         if bad or not ids:
-            ap.error(f"unknown workloads {bad}; choose from {[w.id for w in WORKLOADS]}")
+            ap.error(f"unknown workloads {bad}; choose from {list(WORKLOAD_BY_ID)}")
         a.workloads = [WORKLOAD_BY_ID[x] for x in ids]
     if not 1 <= a.rounds <= 100:
         ap.error("--rounds must be between 1 and 100")
