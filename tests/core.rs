@@ -27,7 +27,12 @@ fn traffic_works(relay: &str, threads: usize) {
     // The master is listed last: config order must not matter when roles are known.
     let proxy = Proxy::start(
         &[r1.addr(), r2.addr(), master.addr()],
-        &format!("relay = \"{relay}\"\nthreads = {threads}"),
+        // Checks that tolerate a loaded machine: this test moves 16 MiB values while two others
+        // like it run, and is about traffic, not about detecting a down master.
+        &format!(
+            "relay = \"{relay}\"\nthreads = {threads}\n\
+             [health]\ninterval = \"300ms\"\ntimeout = \"250ms\"\nrise = 1\nfall = 3\n"
+        ),
     );
     proxy.wait_master(&master.addr());
 
