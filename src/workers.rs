@@ -3,9 +3,10 @@
 //!
 //! Why not one work-stealing runtime: a session is one task, so stealing cannot spread one
 //! session over cores anyway, and it costs on every request. A reply that wakes a session parked
-//! on another worker's queue goes through a futex and an eventfd write, and the extra wake-ups
-//! cost context switches; measured on loopback Redis traffic that was about 0.1 futex call and
-//! 0.3 context switch per request, ~10% of the proxy's CPU per request. Here a session's sockets,
+//! on another worker's queue goes through a futex and an eventfd write: measured on loopback
+//! Redis traffic (`perf stat`, 200k unpipelined SETs), about 0.13 futex call and 0.03 eventfd
+//! write per request, against almost none here (`docs/benchmarks/README.md` has the
+//! interleaved comparison of the two runtimes). Here a session's sockets,
 //! timers and wake-ups stay on the one thread that serves it (as HAProxy's threads do), and the
 //! only cross-thread step is the hand-off of a new client by the accept loop.
 //!
