@@ -764,24 +764,30 @@ class Chaos:
         self.last_failover = now()
         self.finish(ev, old, True)
 
-    def do_kill(self, ev):
-        old = self.begin(ev)
-        name = self.cl.names[old]
-        ev["t_start"] = self.step(ev, "SIGKILL %s (pid %d)" % (name, self.cl.procs.pid(name)))
+    def kill_and_restart(self, ev, victim, what):
+        """SIGKILL the master `victim`, wait for the sentinels to name another master, then restart
+        the victim as its replica. Returns (time of the kill, the new master)."""
+        name = self.cl.names[victim]
+        t = self.step(ev, "SIGKILL %s (pid %d)%s" % (name, self.cl.procs.pid(name), what))
         self.cl.procs.signal(name, signal.SIGKILL)
-        self.killed.append((ev["t_start"], old))
+        self.killed.append((t, victim))
         self.last_failover = now()
         try:
             self.cl.procs.items[name].wait(timeout=5)
         except Exception:  # noqa: BLE001
             pass
-        new = C.wait_until(lambda: (lambda m: m if m not in (None, old) else None)(self.cl.sentinel_master()),
+        new = C.wait_until(lambda: (lambda m: m if m not in (None, victim) else None)(self.cl.sentinel_master()),
                            30, "the sentinels to name a new master after the kill", 0.1)
         self.step(ev, "sentinels name %s" % self.cl.names[new])
         time.sleep(1.0)
-        C.start_redis(self.cl.procs, self.cl.tmp, name, old, master_port=new)
+        C.start_redis(self.cl.procs, self.cl.tmp, name, victim, master_port=new)
         self.step(ev, "%s restarted (pid %d) as a replica of %s" % (name, self.cl.procs.pid(name),
                                                                     self.cl.names[new]))
+        return t, new
+
+    def do_kill(self, ev):
+        old = self.begin(ev)
+        ev["t_start"], new = self.kill_and_restart(ev, old, "")
         self.finish(ev, old, True, failed_over_to=new)
 
     def do_hang(self, ev):
@@ -818,22 +824,8 @@ class Chaos:
             role = C.info_repl(old, timeout=0.5).get("role")
         except Exception as e:  # noqa: BLE001
             role = "unknown (%s)" % type(e).__name__
-        name = self.cl.names[new]
-        t = self.step(ev, "SIGKILL %s, the new master (the old master %s reports role:%s)" % (
-            name, self.cl.names[old], role))
-        self.cl.procs.signal(name, signal.SIGKILL)
-        self.killed.append((t, new))
-        self.last_failover = now()
-        try:
-            self.cl.procs.items[name].wait(timeout=5)
-        except Exception:  # noqa: BLE001
-            pass
-        newer = C.wait_until(lambda: (lambda m: m if m not in (None, new) else None)(self.cl.sentinel_master()),
-                             30, "the sentinels to name a master after the kill", 0.1)
-        self.step(ev, "sentinels name %s" % self.cl.names[newer])
-        time.sleep(1.0)
-        C.start_redis(self.cl.procs, self.cl.tmp, name, new, master_port=newer)
-        self.step(ev, "%s restarted as a replica of %s" % (name, self.cl.names[newer]))
+        _, newer = self.kill_and_restart(
+            ev, new, ", the new master (the old master %s reports role:%s)" % (self.cl.names[old], role))
         self.finish(ev, new, True, failed_over_to=newer)
 
     def do_stall(self, ev):
