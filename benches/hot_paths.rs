@@ -6,7 +6,8 @@
 //!   network round trip, not the parse).
 //! - `route_load`: whether reading the route once per accepted connection (an `ArcSwap` load and
 //!   an `Arc` clone) belongs on the accept path, compared with a mutex-guarded `Option<Arc<_>>`.
-//! - `elect`: the election's cost per round with 3 backends.
+//! - `decide`: the state machine's cost per check result with 3 backends and 3 sentinels (it
+//!   runs for every check result, 20 times a second per backend during a failover).
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion};
-use redis_master_proxy::election::{elect, Candidate};
+use redis_master_proxy::control::machine::{Input, Machine, Named, Outcome, Params};
 use redis_master_proxy::info::{parse_info_reply, take_frame, ReplicationInfo};
 use redis_master_proxy::routing::{DrainMode, RouteTable};
 
@@ -46,30 +47,45 @@ fn route_load(c: &mut Criterion) {
     g.finish();
 }
 
-fn election(c: &mut Criterion) {
+fn decide(c: &mut Criterion) {
     let wire = format!("${}\r\n{}\r\n", MASTER_7.len(), MASTER_7);
     let mut buf = BytesMut::from(wire.as_bytes());
     let m: ReplicationInfo = parse_info_reply(&take_frame(&mut buf).unwrap().unwrap()).unwrap();
     let mut r = m.clone();
     r.role = redis_master_proxy::info::Role::Replica;
-    let cands = [
-        Candidate {
-            up: true,
-            info: Some(&m),
-        },
-        Candidate {
-            up: true,
-            info: Some(&r),
-        },
-        Candidate {
-            up: true,
-            info: Some(&r),
-        },
-    ];
-    c.bench_function("elect/3_backends", |b| {
-        b.iter(|| black_box(elect(black_box(&cands), Some(0), None)))
+    let names: Vec<Arc<str>> = ["a:1", "b:1", "c:1"].into_iter().map(Arc::from).collect();
+    let params = Params {
+        rise: 2,
+        fall: 1,
+        down_after: std::time::Duration::from_secs(10),
+        sentinels: 3,
+    };
+    let mut machine = Machine::new(names, params);
+    let t0 = std::time::Instant::now();
+    let addr: SocketAddr = "127.0.0.1:6379".parse().unwrap();
+    let check = |i: usize, info: &ReplicationInfo| Input::Check {
+        backend: i,
+        addr: Some(addr),
+        outcome: Outcome::Reply(info.clone()),
+        latency: std::time::Duration::from_micros(200),
+    };
+    let named = Some(Some(Named {
+        label: "a:1".into(),
+        backend: Some(0),
+    }));
+    machine.handle(Input::SentinelAnswers(vec![named.clone(); 3]), t0);
+    for (i, info) in [&m, &r, &r].into_iter().enumerate() {
+        machine.handle(check(i, info), t0);
+    }
+    let mut k = 0usize;
+    c.bench_function("decide/3_backends_3_sentinels", |b| {
+        b.iter(|| {
+            k += 1;
+            let info = if k % 3 == 0 { &m } else { &r };
+            black_box(machine.handle(black_box(check(k % 3, info)), t0))
+        })
     });
 }
 
-criterion_group!(benches, info_parse, route_load, election);
+criterion_group!(benches, info_parse, route_load, decide);
 criterion_main!(benches);

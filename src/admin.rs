@@ -134,6 +134,7 @@ pub fn route(head: &[u8], state: &AdminState) -> (u16, &'static str, String) {
                 "backends": snapshot.backends,
                 "split_brain": snapshot.split_brain,
                 "sentinel": snapshot.sentinel,
+                "decisions": snapshot.decisions,
                 "check_rounds": snapshot.rounds,
                 "client_connections": state.data.active.load(Ordering::Relaxed),
                 "shutting_down": state.shutting_down.is_cancelled(),
@@ -219,11 +220,16 @@ pub fn status_table(json: &str) -> Result<String, String> {
                 .unwrap_or(0);
             let _ = writeln!(
                 out,
-                "master: {} ({})  epoch {}  for {}s",
+                "master: {} ({})  epoch {}  for {}s{}",
                 s(&m["backend"]),
                 s(&m["address"]),
                 s(&m["epoch"]),
-                now.saturating_sub(since)
+                now.saturating_sub(since),
+                if m["paused"].as_bool() == Some(true) {
+                    "  PAUSED (master suspect or held: sessions wait)"
+                } else {
+                    ""
+                }
             );
         }
         None => out.push_str("master: NONE (clients wait, then are refused)\n"),
@@ -254,6 +260,24 @@ pub fn status_table(json: &str) -> Result<String, String> {
                 .unwrap_or_default()
         );
     }
+    let d = &v["decisions"];
+    for (key, what) in [
+        ("split_brain_masters", "split brain between"),
+        (
+            "uncorroborated_promotions",
+            "promotion not followed (uncorroborated)",
+        ),
+        ("superseded_histories", "history excluded"),
+    ] {
+        for item in d[key].as_array().into_iter().flatten() {
+            let _ = writeln!(out, "{what}: {}", s(item));
+        }
+    }
+    if let Some(sn) = v.get("sentinel").filter(|x| !x.is_null()) {
+        for item in sn["distrusted"].as_array().into_iter().flatten() {
+            let _ = writeln!(out, "sentinel distrusted: {}", s(item));
+        }
+    }
     let _ = writeln!(
         out,
         "\n{:<44} {:<22} {:<5} {:<8} {:>12} {:>10} {:>9}  ERROR",
@@ -269,10 +293,10 @@ pub fn status_table(json: &str) -> Result<String, String> {
             "{:<44} {:<22} {:<5} {:<8} {:>12} {:>10} {:>9}  {}",
             s(&b["backend"]),
             s(&b["address"]),
-            if b["up"].as_bool() == Some(true) {
-                "up"
-            } else {
-                "DOWN"
+            match (b["up"].as_bool(), b["suspect"].as_bool()) {
+                (Some(true), Some(true)) => "SLOW",
+                (Some(true), _) => "up",
+                _ => "DOWN",
             },
             s(&b["role"]),
             s(&b["repl_offset"]),

@@ -243,6 +243,7 @@ struct RawHealth {
     timeout: Option<Dur>,
     rise: Option<u32>,
     fall: Option<u32>,
+    down_after: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -308,6 +309,9 @@ pub struct Health {
     pub rise: u32,
     /// Consecutive failing checks before an up backend counts as down.
     pub fall: u32,
+    /// How long a backend whose checks time out (slow, not refused) stays *suspect* before it
+    /// counts as down: its sessions are paused meanwhile, not closed.
+    pub down_after: Dur,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -347,6 +351,7 @@ impl Default for Config {
                 timeout: Dur(Duration::from_millis(500)),
                 rise: 2,
                 fall: 1,
+                down_after: Dur(Duration::from_secs(10)),
             },
             auth: None,
             sentinel: None,
@@ -415,6 +420,12 @@ impl Config {
                 .unwrap_or(Dur(d.health.timeout.0.min(interval.0 / 2))),
             rise: raw_health.rise.unwrap_or(d.health.rise),
             fall: raw_health.fall.unwrap_or(d.health.fall),
+            // Unset, it follows a long interval up: a suspect master gets two more checks.
+            down_after: raw_health.down_after.unwrap_or(Dur(d
+                .health
+                .down_after
+                .0
+                .max(interval.0 * 2))),
         };
         let mut backends = if o.backends.is_empty() {
             raw.backends.unwrap_or_default()
@@ -478,6 +489,15 @@ impl Config {
         }
         if h.fall == 0 {
             return Err(invalid("health.fall", "must be at least 1".into()));
+        }
+        if h.down_after.0 <= h.interval.0 {
+            return Err(invalid(
+                "health.down_after",
+                format!(
+                    "{} must be longer than health.interval ({}): a suspect master needs at least one more check",
+                    h.down_after, h.interval
+                ),
+            ));
         }
         for (key, v) in [
             ("connect_timeout", cfg.connect_timeout),
@@ -669,6 +689,10 @@ mod tests {
             ),
             ("backends = [\"a:1\"]\n[health]\nrise = 0", &["health.rise"]),
             ("backends = [\"a:1\"]\n[health]\nfall = 0", &["health.fall"]),
+            (
+                "backends = [\"a:1\"]\n[health]\ndown_after = \"1s\"",
+                &["health.down_after", "longer than health.interval"],
+            ),
             (
                 "backends = [\"a:1\"]\n[health]\nintervall = \"1s\"",
                 &["line 3", "intervall"],

@@ -38,6 +38,9 @@ pub enum CheckError {
     },
     #[error("connection closed before a complete reply")]
     Closed,
+    /// The peer reset the connection: the process behind it is gone or restarting.
+    #[error("connection reset by the backend")]
+    Reset,
     #[error("I/O error: {0}")]
     Io(String),
     #[error("AUTH refused: {0}")]
@@ -56,6 +59,7 @@ impl CheckError {
             CheckError::Connect { .. } => "connect",
             CheckError::Timeout { .. } => "timeout",
             CheckError::Closed => "closed",
+            CheckError::Reset => "reset",
             CheckError::Io(_) => "io",
             CheckError::Auth(_) => "auth",
             CheckError::Reply(ReplyError::Redis(e)) if e.starts_with("LOADING") => "loading",
@@ -116,6 +120,15 @@ pub async fn check(backend: &HostPort, auth: Option<&Auth>, timeout: Duration) -
     }
 }
 
+/// An I/O error on an open check connection: a reset is its own kind (evidence that the server
+/// is gone), anything else is kept as text.
+fn io_error(e: std::io::Error) -> CheckError {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => CheckError::Reset,
+        _ => CheckError::Io(e.to_string()),
+    }
+}
+
 /// Resolves `target`, connects, and sends `AUTH` (when configured) pipelined with `command`;
 /// reads the AUTH reply and returns the stream and buffer positioned at the command's reply.
 /// `progress` is told each stage (and the resolved address) so a timeout can say where it
@@ -154,10 +167,7 @@ pub(crate) async fn open(
     }
     info::encode_command(&mut request, command);
     progress("sending", None);
-    stream
-        .write_all(&request)
-        .await
-        .map_err(|e| CheckError::Io(e.to_string()))?;
+    stream.write_all(&request).await.map_err(io_error)?;
     let mut buf = BytesMut::with_capacity(4096);
     if auth.is_some() {
         progress("waiting for the AUTH reply", None);
@@ -195,10 +205,7 @@ pub(crate) async fn read_frame(
         }
         buf.reserve(4096);
         // Never read past the bound: at most MAX_REPLY_BYTES + one read are ever held.
-        let n = stream
-            .read_buf(buf)
-            .await
-            .map_err(|e| CheckError::Io(e.to_string()))?;
+        let n = stream.read_buf(buf).await.map_err(io_error)?;
         if n == 0 {
             return Err(CheckError::Closed);
         }

@@ -9,10 +9,10 @@
 //! - [`config`]: the TOML file and flags → a validated [`config::Config`].
 //! - [`info`]: sans-IO encoding of the check commands and parsing of `INFO replication`.
 //! - [`health`]: one check of one backend (resolve, connect, AUTH, INFO, bounded by a timeout).
-//! - [`election`]: pure rules: rise/fall hysteresis and exactly one master.
-//! - [`sentinel`]: optional second source: failover events and the sentinels' master.
-//! - [`control`]: the loop: start checks each interval, apply each result as it arrives,
-//!   elect, publish, status, metrics.
+//! - [`sentinel`]: optional second source: failover events and the sentinels' answers.
+//! - [`control`]: the decisions, as one pure state machine ([`control::machine`]; its numbered
+//!   rules are the module doc), and the shell that feeds it check results, sentinel answers and
+//!   events and applies what it decides ([`control::shell`]); the `/status` snapshot.
 //! - [`admin`], [`metrics`]: `/metrics`, `/livez`, `/readyz`, `/status`; metric names.
 //!
 //! Data path (one task per client session):
@@ -32,6 +32,12 @@
 //! - **epoch**: a counter bumped at every publish, so two routes to the same backend differ.
 //! - **drain**: what happens to sessions bound to a route that was replaced: they stop
 //!   forwarding client bytes at once, deliver replies already on their way, then close.
+//! - **suspect**: a backend whose checks are slow (time out, or answer `-BUSY`): not down, not
+//!   a candidate either. While the route's master is suspect, the route is **paused**.
+//! - **pause**: sessions on the route stay open and move no bytes; new clients wait. A paused
+//!   route resumes, or drains at once without the held replies.
+//! - **hold**: a master named by a sentinel failover event, kept out of the route for at most 2 s
+//!   while the promotion is confirmed.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 
@@ -39,7 +45,6 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod control;
-pub mod election;
 pub mod haproxy;
 pub mod health;
 pub mod info;

@@ -161,9 +161,10 @@ async fn serve(mut client: TcpStream, dp: &DataPath, stop: CancellationToken) {
     }
 }
 
-/// Finds the route and connects to its master. While there is no route, or the master refuses
-/// during a failover, waits (up to `wait_for_master`) for the next route, so a client that
-/// connects mid-failover gets a working connection instead of an error.
+/// Finds the route and connects to its master. While there is no route, the route is paused (its
+/// master is suspect), or the master refuses during a failover, waits (up to `wait_for_master`)
+/// for the next route, so a client that connects mid-failover gets a working connection instead
+/// of an error.
 async fn connect(
     dp: &DataPath,
     s: &Settings,
@@ -194,6 +195,23 @@ async fn connect(
                 }
             }
         };
+        if route.is_paused() {
+            // The master is suspect: wait for it to be confirmed (or replaced), not past the
+            // client's own deadline.
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let waited = tokio::select! {
+                _ = stop.cancelled() => return None,
+                r = tokio::time::timeout(remaining, route.wait_open()) => r,
+            };
+            if route.is_drained() {
+                failed_epoch = Some(route.epoch);
+                continue;
+            }
+            if waited.is_err() {
+                metrics::counter!(m::REFUSED, "reason" => "master_suspect").increment(1);
+                return None;
+            }
+        }
         let limit = s.connect_timeout.min(
             deadline
                 .saturating_duration_since(tokio::time::Instant::now())

@@ -21,8 +21,26 @@ pub const HAS_MASTER: &str = "redis_master_proxy_has_master";
 pub const ROUTE_EPOCH: &str = "redis_master_proxy_route_epoch";
 /// Counter, route changes (a new master, or the route withdrawn).
 pub const MASTER_CHANGES: &str = "redis_master_proxy_master_changes_total";
-/// Counter, election rounds that saw more than one eligible `role:master` backend.
+/// Counter, split brains seen: each change of the set of candidate masters while it has more
+/// than one (control rule 11).
 pub const SPLIT_BRAIN: &str = "redis_master_proxy_split_brain_conflicts_total";
+/// Gauge, 1 while more than one candidate master stands (a split brain), else 0. The
+/// `RedisMasterProxySplitBrain` alert watches it.
+pub const SPLIT_BRAIN_NOW: &str = "redis_master_proxy_split_brain";
+/// Gauge, 1 while the route is paused (its master is suspect or held: control rule 10).
+pub const ROUTE_PAUSED: &str = "redis_master_proxy_route_paused";
+/// Counter, route pauses (a suspect or held master). Labels: `reason` = `suspect` | `hold`.
+pub const ROUTE_PAUSES: &str = "redis_master_proxy_route_pauses_total";
+/// Gauge, 1 while the backend's checks are slow (suspect, control rule 2). Labels: `backend`.
+pub const BACKEND_SUSPECT: &str = "redis_master_proxy_backend_suspect";
+/// Counter, promotions seen in INFO and not followed (control rule 4).
+pub const UNCORROBORATED: &str = "redis_master_proxy_uncorroborated_promotions_total";
+/// Counter, failover holds that expired without a promotion (control rule 8).
+/// Labels: `sentinel`.
+pub const SENTINEL_CONTRADICTED: &str = "redis_master_proxy_sentinel_contradicted_total";
+/// Counter, failover events ignored from a distrusted sentinel (control rule 8).
+/// Labels: `sentinel`.
+pub const SENTINEL_IGNORED: &str = "redis_master_proxy_sentinel_events_ignored_total";
 /// Gauge, client connections open now.
 pub const CLIENT_ACTIVE: &str = "redis_master_proxy_client_connections_active";
 /// Counter, client connections accepted.
@@ -32,7 +50,7 @@ pub const CLIENT_MAX: &str = "redis_master_proxy_client_connections_max";
 /// Counter, sessions closed because their route was replaced or withdrawn.
 pub const DRAINED: &str = "redis_master_proxy_connections_drained_total";
 /// Counter, client connections closed without being relayed.
-/// Labels: `reason` = `no_master` | `over_limit` | `backend_connect`.
+/// Labels: `reason` = `no_master` | `over_limit` | `backend_connect` | `master_suspect`.
 pub const REFUSED: &str = "redis_master_proxy_connections_refused_total";
 /// Counter, accept(2) errors (EMFILE and friends); the loop backs off and keeps going.
 pub const ACCEPT_ERRORS: &str = "redis_master_proxy_accept_errors_total";

@@ -19,6 +19,13 @@
 //! backend). The master→client pump goes on delivering replies already on their way: the session
 //! closes once the master has been quiet for [`DRAIN_QUIET`] after answering the last forwarded
 //! request, or at the drain timeout, or at once when the drain is [`DrainMode::Immediate`].
+//!
+//! # Pause
+//! While the route is paused (its master is suspect), both pumps hold what they have read
+//! instead of writing it: no client byte reaches the master and no reply reaches the client
+//! until the route is resumed. If it drains instead, the session closes without delivering
+//! them, so a master that was failed over while it looked slow never gets a request it could
+//! acknowledge and then lose.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -149,7 +156,7 @@ pub async fn relay(
         backend_w,
         Dir::ClientToBackend,
         mode,
-        Some(route),
+        route,
         &clocks,
         &bytes.to_backend,
     );
@@ -158,7 +165,7 @@ pub async fn relay(
         client_w,
         Dir::BackendToClient,
         mode,
-        None,
+        route,
         &clocks,
         &bytes.to_client,
     );
@@ -188,7 +195,8 @@ pub async fn relay(
             }
             r = &mut down => {
                 return match r {
-                    Ok((_, w)) => {
+                    Ok((PumpEnd::Drained, _)) => End::Drained,
+                    Ok((PumpEnd::Eof, w)) => {
                         let _ = socket2::SockRef::from(w.as_ref()).shutdown(std::net::Shutdown::Write);
                         if up_done { End::ClientClosed } else { End::BackendClosed }
                     }
@@ -240,15 +248,15 @@ where
     }
 }
 
-/// Moves bytes from `src` to `dst` until `src` ends or fails. With `route` (the client→master
-/// direction), nothing is written once the route has drained. Returns the write half so the
-/// caller can forward a half-close.
+/// Moves bytes from `src` to `dst` until `src` ends or fails. Nothing is written while `route`
+/// is paused; in the client→master direction nothing is written once it has drained. Returns
+/// the write half so the caller can forward a half-close.
 async fn pump<'a>(
     mut src: ReadHalf<'a>,
     mut dst: WriteHalf<'a>,
     dir: Dir,
     mode: RelayMode,
-    route: Option<&Route>,
+    route: &Route,
     clocks: &Clocks,
     counter: &AtomicU64,
 ) -> io::Result<(PumpEnd, WriteHalf<'a>)> {
@@ -328,12 +336,21 @@ async fn read_now(src: &mut ReadHalf<'_>, buf: &mut [u8]) -> Option<io::Result<u
     .map(|r| r.map(|()| rb.filled().len()))
 }
 
+/// Before a write: waits while the route is paused; `true` when the bytes must not be written
+/// because the route drained: client bytes never go to a replaced master, and replies stop too
+/// when the drain is immediate (its master is down or was failed over).
+async fn held_back(route: &Route, dir: Dir) -> bool {
+    route.wait_open().await;
+    route.is_drained()
+        && (dir == Dir::ClientToBackend || route.drain_mode() == DrainMode::Immediate)
+}
+
 async fn copy_burst(
     src: &mut ReadHalf<'_>,
     dst: &mut WriteHalf<'_>,
     dir: Dir,
     mode: RelayMode,
-    route: Option<&Route>,
+    route: &Route,
     clocks: &Clocks,
     counter: &AtomicU64,
 ) -> io::Result<Burst> {
@@ -351,7 +368,7 @@ async fn copy_burst(
             Some(Err(e)) => return Err(e),
             None => return Ok(Burst::Idle { bulk: false }),
         };
-        if route.is_some_and(|r| r.is_drained()) {
+        if held_back(route, dir).await {
             return Ok(Burst::End(PumpEnd::Drained));
         }
         if dir == Dir::BackendToClient {
@@ -378,7 +395,7 @@ async fn splice_burst(
     dst: &WriteHalf<'_>,
     pipe: &mut Pipe,
     dir: Dir,
-    route: Option<&Route>,
+    route: &Route,
     clocks: &Clocks,
     counter: &AtomicU64,
 ) -> io::Result<Burst> {
@@ -404,7 +421,7 @@ async fn splice_burst(
         // Empty the pipe before splicing in again, so `pending` stays exact and a slow peer
         // bounds what this session holds to one pipe.
         while pipe.pending > 0 {
-            if route.is_some_and(|r| r.is_drained()) {
+            if held_back(route, dir).await {
                 return Ok(Burst::End(PumpEnd::Drained));
             }
             match dst.try_io(Interest::WRITABLE, || pipe.splice_out(dst.as_raw_fd())) {

@@ -5,9 +5,15 @@
 //! signal: `publish` stores the new route first and then fires the old route's signal, so every
 //! session bound to the old master stops forwarding client bytes to it, while new connections
 //! already get the new route.
+//!
+//! A route can also be **paused** (its master is suspect: slow, or the old master of a failover
+//! that is not confirmed yet): its sessions stay open but move no bytes either way, and new
+//! clients wait. A paused route is resumed (nothing was lost, nothing closed) or drained with
+//! [`DrainMode::Immediate`], so no reply the master sent while it was suspect reaches a client
+//! unless the master was confirmed healthy first.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +36,10 @@ pub struct Route {
     /// How sessions on this route end once `drain` fires (a [`DrainMode`] as u8); written before
     /// the token fires.
     mode: AtomicU8,
+    /// Whether sessions must hold their bytes (read on every forward: an atomic, no lock).
+    paused: AtomicBool,
+    /// Wakes sessions waiting in [`Route::wait_open`] when the pause ends.
+    gate: watch::Sender<bool>,
 }
 
 /// How sessions bound to a replaced route end.
@@ -69,6 +79,34 @@ impl Route {
             wait: Box::pin(self.drain.clone().cancelled_owned()),
             registered: false,
         }
+    }
+
+    /// Whether the route is paused (see the module doc).
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// Waits until the route is not paused, or has drained. Costs nothing when it is open.
+    pub async fn wait_open(&self) {
+        if !self.is_paused() {
+            return;
+        }
+        let mut rx = self.gate.subscribe();
+        loop {
+            if !self.is_paused() || self.is_drained() {
+                return;
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return },
+                _ = self.drain.cancelled() => return,
+            }
+        }
+    }
+
+    fn set_paused(&self, paused: bool) -> bool {
+        let was = self.paused.swap(paused, Ordering::AcqRel);
+        self.gate.send_replace(paused);
+        was != paused
     }
 
     pub fn drain_mode(&self) -> DrainMode {
@@ -164,15 +202,31 @@ impl RouteTable {
                 addr,
                 drain: CancellationToken::new(),
                 mode: AtomicU8::new(DrainMode::Graceful as u8),
+                paused: AtomicBool::new(false),
+                gate: watch::Sender::new(false),
             })
         });
         self.current.store(new.clone());
         if let Some(old) = old {
             old.mode.store(mode as u8, Ordering::Release);
+            if mode == DrainMode::Graceful {
+                // A graceful drain delivers replies on their way: only a master confirmed
+                // healthy gets one, so whatever it sent may now pass.
+                old.set_paused(false);
+            }
             old.drain.cancel();
         }
         self.changed.send_replace(*epoch);
         Some(new)
+    }
+
+    /// Pauses (`true`) or resumes the current route's sessions; returns whether that changed
+    /// anything.
+    pub fn set_paused(&self, paused: bool) -> bool {
+        let _serial = self.publish_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.current
+            .load_full()
+            .is_some_and(|r| r.set_paused(paused))
     }
 
     /// The current route, waiting up to `timeout` for one to be published.
@@ -261,6 +315,38 @@ mod tests {
             .await
             .unwrap()
             .unwrap());
+    }
+
+    #[tokio::test]
+    async fn paused_route_holds_waiters_until_resumed_or_drained() {
+        let t = Arc::new(RouteTable::default());
+        t.publish(target("a", 1), DrainMode::Graceful);
+        let a = t.load().unwrap();
+        a.wait_open().await; // open: returns at once
+        assert!(t.set_paused(true) && a.is_paused());
+        assert!(!t.set_paused(true), "no change");
+        let r = a.clone();
+        let waiter = tokio::spawn(async move { r.wait_open().await });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        t.set_paused(false);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        t.set_paused(true);
+        let r = a.clone();
+        let waiter = tokio::spawn(async move { r.wait_open().await });
+        t.publish(target("b", 2), DrainMode::Immediate);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            a.is_drained() && a.is_paused(),
+            "drained while paused: never resumed"
+        );
+        assert!(!t.load().unwrap().is_paused(), "a new route starts open");
     }
 
     #[tokio::test]

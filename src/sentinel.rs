@@ -5,11 +5,10 @@
 //!   failover is known within milliseconds of the sentinel deciding it, not at the next check
 //!   tick ([`subscribe_loop`]);
 //! - a **query** each check round, `SENTINEL get-master-addr-by-name` ([`query_master`]), whose
-//!   answers are combined by [`majority`] and fed to the election.
+//!   answers the control plane's state machine counts (a majority of the *configured* sentinels).
 //!
-//! Sentinel is never trusted alone: the election only follows a sentinel majority to a backend
-//! that itself reports `role:master` (see `election.rs`). The event and majority logic is
-//! sans-IO and tested on real payloads.
+//! Sentinel is never trusted alone: what its answers and events may change is decided by the
+//! numbered rules of [`crate::control`]. Event parsing is sans-IO and tested on real payloads.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -65,8 +64,10 @@ pub struct Event {
     pub kind: Kind,
     /// The master being failed over (the old one), as the sentinel names it.
     pub old_master: Option<HostPort>,
-    /// The new master, for `+switch-master`.
-    pub new_master: Option<HostPort>,
+    /// The instance the event names besides the master: the replica selected or promoted
+    /// (`+selected-slave`, `+promoted-slave`, …) or the new master (`+switch-master`). A
+    /// promotion the proxy sees in INFO is corroborated by an event that names that node.
+    pub subject: Option<HostPort>,
 }
 
 fn host_port(host: &str, port: &str) -> Option<HostPort> {
@@ -89,7 +90,7 @@ pub fn parse_event(channel: &str, payload: &str, master_name: &str) -> Option<Ev
             channel,
             kind: Kind::FailoverUnderWay,
             old_master: host_port(t[1], t[2]),
-            new_master: host_port(t[3], t[4]),
+            subject: host_port(t[3], t[4]),
         });
     }
     // <instance-type> <name> <ip> <port> [@ <master-name> <master-ip> <master-port>]
@@ -115,28 +116,17 @@ pub fn parse_event(channel: &str, payload: &str, master_name: &str) -> Option<Ev
         c if c.starts_with("-failover-abort") => Kind::Aborted,
         _ => Kind::Activity,
     };
+    // `slave <name> <ip> <port> @ …` names the replica the event is about.
+    let subject = match t.as_slice() {
+        ["slave", _, ip, port, "@", ..] => host_port(ip, port),
+        _ => None,
+    };
     Some(Event {
         channel,
         kind,
         old_master: host_port(ip, port),
-        new_master: None,
+        subject,
     })
-}
-
-/// The master named by a strict majority of the sentinels that answered. `answers` holds one
-/// entry per configured sentinel: `None` when it did not answer, `Some(None)` when it answered
-/// without a master.
-pub fn majority(answers: &[Option<Option<HostPort>>]) -> Option<HostPort> {
-    let reachable: Vec<&Option<HostPort>> = answers.iter().flatten().collect();
-    let mut best: Option<(&HostPort, usize)> = None;
-    for a in reachable.iter().copied().flatten() {
-        let n = reachable.iter().filter(|b| b.as_ref() == Some(a)).count();
-        if best.is_none_or(|(_, m)| n > m) {
-            best = Some((a, n));
-        }
-    }
-    best.filter(|(_, n)| *n * 2 > reachable.len())
-        .map(|(a, _)| a.clone())
 }
 
 /// Asks one sentinel which address it holds for `master_name`.
@@ -190,6 +180,8 @@ pub async fn query_master(
 pub struct Resolved {
     pub event: Event,
     pub old_master: Option<SocketAddr>,
+    /// The event's subject (see [`Event::subject`]), resolved.
+    pub subject: Option<SocketAddr>,
     /// Which sentinel sent it.
     pub sentinel: String,
 }
@@ -301,9 +293,14 @@ async fn subscribe_once(
             Some(hp) => health::resolve(hp).await.ok(),
             None => None,
         };
+        let subject = match &event.subject {
+            Some(hp) => health::resolve(hp).await.ok(),
+            None => None,
+        };
         let resolved = Resolved {
             event,
             old_master,
+            subject,
             sentinel: label.to_string(),
         };
         if tx.send(resolved).await.is_err() {
@@ -416,34 +413,17 @@ mod tests {
             "mymaster",
         )
         .unwrap();
-        assert_eq!(e.new_master, Some(hp("127.0.0.1:6380")));
-    }
-
-    #[test]
-    fn majority_of_reachable_sentinels() {
-        let a = Some(Some(hp("10.0.0.1:6379")));
-        let b = Some(Some(hp("10.0.0.2:6379")));
-        let down: Option<Option<HostPort>> = None;
-        let unknown = Some(None);
+        assert_eq!(e.subject, Some(hp("127.0.0.1:6380")));
+        let e = parse_event(
+            "+selected-slave",
+            "slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379",
+            "mymaster",
+        )
+        .unwrap();
         assert_eq!(
-            majority(&[a.clone(), a.clone(), b.clone()]),
-            Some(hp("10.0.0.1:6379"))
+            e.subject,
+            Some(hp("127.0.0.1:6380")),
+            "the selected replica"
         );
-        assert_eq!(
-            majority(&[a.clone(), b.clone(), down.clone()]),
-            None,
-            "a tie is no majority"
-        );
-        assert_eq!(
-            majority(&[a.clone(), down.clone(), down.clone()]),
-            Some(hp("10.0.0.1:6379")),
-            "majority of the reachable"
-        );
-        assert_eq!(majority(&[down.clone(), down.clone(), down.clone()]), None);
-        assert_eq!(
-            majority(&[a.clone(), unknown.clone(), unknown.clone()]),
-            None
-        );
-        assert_eq!(majority(&[]), None);
     }
 }

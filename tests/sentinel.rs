@@ -185,7 +185,10 @@ fn hung_master_waking_up_never_gets_the_route_back() {
     let mut c = cluster();
     let old = c.nodes[0].addr();
     c.nodes[0].pause();
-    c.proxy.wait_no_master();
+    // Slow is not dead: the route is paused (sessions wait) until the failover is seen.
+    wait_until(FOLLOW_TIMEOUT, "the route to pause", || {
+        c.proxy.status()["master"]["paused"].as_bool() == Some(true)
+    });
     let new = common::wait_for(
         Duration::from_secs(30),
         "sentinels to promote a replica",
@@ -240,7 +243,8 @@ fn drifted_sentinels_naming_a_replica_do_not_move_the_route() {
     assert!(proxy.log().contains("do not confirm"));
 }
 
-/// With every sentinel gone, INFO-only election still follows a manual promotion.
+/// With every sentinel gone, INFO-only election still follows a manual switchover (a replica
+/// promoted, the other replica moved under it).
 #[test]
 fn without_sentinels_info_election_still_follows_a_promotion() {
     let mut c = cluster();
@@ -251,6 +255,7 @@ fn without_sentinels_info_election_still_follows_a_promotion() {
         c.proxy.status()["sentinel"]["reachable"].as_u64() == Some(0)
     });
     c.nodes[1].promote();
+    c.nodes[2].replicate_from(&c.nodes[1]);
     c.proxy.wait_master(&c.nodes[1].addr());
     c.nodes[0].replicate_from(&c.nodes[1]);
     let mut cl = c.proxy.client();
