@@ -11,88 +11,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::proxy::{Proxy, FOLLOW_TIMEOUT};
-use common::{wait_until, Client, RedisNode, Reply, Sentinels};
-
-const NAME: &str = "mymaster";
-
-struct Cluster {
-    nodes: Vec<RedisNode>,
-    sentinels: Sentinels,
-    proxy: Proxy,
-}
+use common::{spawn_writer, wait_until, Cluster, RedisNode, Sentinels, NAME};
 
 fn cluster() -> Cluster {
-    let m = RedisNode::master();
-    let r1 = RedisNode::replica_of(&m);
-    let r2 = RedisNode::replica_of(&m);
-    let sentinels = Sentinels::start(3, NAME, &m, 2, 1000, 3000);
-    sentinels.wait_ready(2);
-    let nodes = vec![m, r1, r2];
-    let backends: Vec<String> = nodes.iter().map(|n| n.addr()).collect();
-    let addrs: Vec<String> = sentinels
-        .addrs()
-        .iter()
-        .map(|a| format!("\"{a}\""))
-        .collect();
-    let proxy = Proxy::start(
-        &backends,
-        &format!(
-            "wait_for_master = \"10s\"\n[sentinel]\naddresses = [{}]\nmaster_name = \"{NAME}\"\n",
-            addrs.join(", ")
-        ),
-    );
-    proxy.wait_master(&nodes[0].addr());
-    wait_until(
-        FOLLOW_TIMEOUT,
-        "proxy to subscribe to every sentinel",
-        || {
-            proxy
-                .log()
-                .matches("subscribed to sentinel failover events")
-                .count()
-                >= 3
-        },
-    );
-    Cluster {
-        nodes,
-        sentinels,
-        proxy,
-    }
-}
-
-/// Writes numbered keys through the proxy every few ms, reconnecting on error, until stopped.
-/// Returns the keys the proxy acknowledged with +OK.
-fn writer(addr: String, stop: Arc<AtomicBool>) -> thread::JoinHandle<Vec<String>> {
-    thread::spawn(move || {
-        let mut acked = Vec::new();
-        let mut conn: Option<Client> = None;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let mut n = 0u64;
-        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-            n += 1;
-            let key = format!("probe:{n}");
-            let c = match conn.as_mut() {
-                Some(c) => c,
-                None => match Client::connect(&addr) {
-                    Ok(mut c) => {
-                        c.set_timeout(Some(Duration::from_secs(15)));
-                        conn.insert(c)
-                    }
-                    Err(_) => {
-                        thread::sleep(Duration::from_millis(10));
-                        continue;
-                    }
-                },
-            };
-            match c.cmd(&["SET", &key, "1"]) {
-                Ok(Reply::Status(s)) if s == "OK" => acked.push(key),
-                Ok(_) => {}
-                Err(_) => conn = None,
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
-        acked
-    })
+    Cluster::start("wait_for_master = \"10s\"\n")
 }
 
 fn addr_of(nodes: &[RedisNode], addr: &str) -> usize {
@@ -120,7 +42,7 @@ fn planned_switchover_loses_no_acknowledged_write() {
     let c = cluster();
     let old = c.nodes[0].addr();
     let stop = Arc::new(AtomicBool::new(false));
-    let w = writer(c.proxy.addr.clone(), stop.clone());
+    let w = spawn_writer(c.proxy.addr.clone(), "probe", stop.clone());
     thread::sleep(Duration::from_millis(500));
 
     c.sentinels.failover().expect("SENTINEL FAILOVER");
@@ -130,7 +52,7 @@ fn planned_switchover_loses_no_acknowledged_write() {
     c.proxy.wait_master(&new);
     thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
-    let acked = w.join().unwrap();
+    let acked = w.join().unwrap().acked;
     assert!(
         acked.len() > 20,
         "the writer made progress: {}",
@@ -138,13 +60,7 @@ fn planned_switchover_loses_no_acknowledged_write() {
     );
 
     // Every acknowledged write is on the final master.
-    let newest = &c.nodes[addr_of(&c.nodes, &new)];
-    let mut lost = Vec::new();
-    for k in &acked {
-        if newest.get(k).is_none() {
-            lost.push(k.clone());
-        }
-    }
+    let lost = c.nodes[addr_of(&c.nodes, &new)].missing(&acked);
     assert!(
         lost.is_empty(),
         "{} acknowledged writes lost: {:?}",

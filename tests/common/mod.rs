@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod fake_sentinel;
 pub mod proxy;
 
 /// How long a freshly spawned process may take to answer PING; generous because the test
@@ -988,6 +989,29 @@ impl RedisNode {
         self.proc_.restart();
     }
 
+    /// Kills the node and starts it again from its own data without `replicaof`, the way a
+    /// pod whose init step failed to write it comes back: it saves its dataset first (with the
+    /// replication id and offset a replica stores in its RDB), so it boots as a master out of
+    /// its old master's history.
+    pub fn restart_standalone(&mut self) {
+        self.cmd_ok(&["SAVE"]);
+        self.proc_.kill();
+        let conf = fs::read_to_string(&self.proc_.conf).expect("read the config");
+        let kept: Vec<&str> = conf
+            .lines()
+            .filter(|l| {
+                let d = l
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                d != "replicaof" && d != "slaveof"
+            })
+            .collect();
+        fs::write(&self.proc_.conf, kept.join("\n") + "\n").expect("write the config");
+        self.proc_.restart();
+    }
+
     /// A new authenticated connection to this node.
     pub fn client(&self) -> Result<Client, String> {
         Client::connect_auth(&self.addr(), self.password())
@@ -1365,5 +1389,126 @@ impl Sentinels {
     /// SIGCONT sentinel `i`.
     pub fn resume(&mut self, i: usize) {
         self.procs[i].resume();
+    }
+}
+
+/// What a [`spawn_writer`] saw.
+#[derive(Debug, Default)]
+pub struct WriterReport {
+    /// Keys the endpoint acknowledged with `+OK`.
+    pub acked: Vec<String>,
+    /// Error replies (e.g. `READONLY …`).
+    pub errors: Vec<String>,
+    /// Times the connection failed (closed, reset, timed out) and was opened again.
+    pub reconnects: u32,
+    /// The longest time between two acknowledged writes.
+    pub longest_gap: Duration,
+}
+
+/// Writes numbered keys (`prefix:N`) through `addr` every few ms on one long-lived connection,
+/// reconnecting on failure, until `stop` (or two minutes).
+pub fn spawn_writer(
+    addr: String,
+    prefix: &'static str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> thread::JoinHandle<WriterReport> {
+    thread::spawn(move || {
+        let mut r = WriterReport::default();
+        let mut conn: Option<Client> = None;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut last_ack = Instant::now();
+        let mut n = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+            n += 1;
+            let key = format!("{prefix}:{n}");
+            let c = match conn.as_mut() {
+                Some(c) => c,
+                None => match Client::connect(&addr) {
+                    Ok(mut c) => {
+                        c.set_timeout(Some(Duration::from_secs(15)));
+                        conn.insert(c)
+                    }
+                    Err(_) => {
+                        thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                },
+            };
+            match c.cmd(&["SET", &key, "1"]) {
+                Ok(Reply::Status(s)) if s == "OK" => {
+                    r.longest_gap = r.longest_gap.max(last_ack.elapsed());
+                    last_ack = Instant::now();
+                    r.acked.push(key);
+                }
+                Ok(Reply::Error(e)) => r.errors.push(e),
+                Ok(_) => {}
+                Err(_) => {
+                    r.reconnects += 1;
+                    conn = None;
+                }
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        r
+    })
+}
+
+/// The sentinels' name for the master in tests.
+pub const NAME: &str = "mymaster";
+
+/// A master, two replicas and three sentinels (quorum 2, down-after 1000 ms, failover-timeout
+/// 3000 ms), and the proxy in front of the nodes with `[sentinel]` over the three.
+pub struct Cluster {
+    pub nodes: Vec<RedisNode>,
+    pub sentinels: Sentinels,
+    pub proxy: proxy::Proxy,
+}
+
+impl Cluster {
+    /// Starts it; `extra` is TOML for the proxy's top level (before `[sentinel]`). Returns once
+    /// the proxy routes to the master and is subscribed to every sentinel.
+    pub fn start(extra: &str) -> Cluster {
+        let m = RedisNode::master();
+        let r1 = RedisNode::replica_of(&m);
+        let r2 = RedisNode::replica_of(&m);
+        let sentinels = Sentinels::start(3, NAME, &m, 2, 1000, 3000);
+        sentinels.wait_ready(2);
+        let nodes = vec![m, r1, r2];
+        let backends: Vec<String> = nodes.iter().map(|n| n.addr()).collect();
+        let proxy = proxy::Proxy::start(
+            &backends,
+            &format!("{extra}{}", sentinel_section(&sentinels.addrs())),
+        );
+        proxy.wait_master(&nodes[0].addr());
+        proxy.wait_subscribed(3);
+        Cluster {
+            nodes,
+            sentinels,
+            proxy,
+        }
+    }
+}
+
+/// The proxy's `[sentinel]` section over `addrs`.
+pub fn sentinel_section(addrs: &[String]) -> String {
+    let list: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        "[sentinel]\naddresses = [{}]\nmaster_name = \"{NAME}\"\n",
+        list.join(", ")
+    )
+}
+
+impl RedisNode {
+    /// The keys of `keys` this node does not have (checked with `EXISTS` on one connection).
+    pub fn missing(&self, keys: &[String]) -> Vec<String> {
+        let mut c = self.client().expect("connect");
+        let mut missing = Vec::new();
+        for k in keys {
+            let args = ["EXISTS", k.as_str()];
+            if c.cmd(&args).ok().and_then(|r| r.as_int()) != Some(1) {
+                missing.push(k.clone());
+            }
+        }
+        missing
     }
 }

@@ -190,6 +190,20 @@ impl Proxy {
         );
     }
 
+    /// Waits until the proxy is subscribed to `n` sentinels' events.
+    pub fn wait_subscribed(&self, n: usize) {
+        wait_until(
+            FOLLOW_TIMEOUT,
+            "proxy to subscribe to the sentinels",
+            || {
+                self.log()
+                    .matches("subscribed to sentinel failover events")
+                    .count()
+                    >= n
+            },
+        );
+    }
+
     /// Waits until the proxy has no route.
     pub fn wait_no_master(&self) {
         wait_until(FOLLOW_TIMEOUT, "proxy to withdraw the route", || {
