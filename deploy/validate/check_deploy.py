@@ -32,6 +32,13 @@ CONTRACT_METRICS = {
     "redis_master_proxy_route_epoch": "gauge",
     "redis_master_proxy_master_changes_total": "counter",
     "redis_master_proxy_split_brain_conflicts_total": "counter",
+    "redis_master_proxy_split_brain": "gauge",
+    "redis_master_proxy_route_paused": "gauge",
+    "redis_master_proxy_route_pauses_total": "counter",
+    "redis_master_proxy_backend_suspect": "gauge",
+    "redis_master_proxy_uncorroborated_promotions_total": "counter",
+    "redis_master_proxy_sentinel_contradicted_total": "counter",
+    "redis_master_proxy_sentinel_events_ignored_total": "counter",
     "redis_master_proxy_client_connections_active": "gauge",
     "redis_master_proxy_client_connections_total": "counter",
     "redis_master_proxy_client_connections_max": "gauge",
@@ -51,7 +58,7 @@ CONTRACT_METRICS = {
 CONFIG_TOP = {"listen", "admin", "backends", "max_connections", "connect_timeout",
               "drain_timeout", "wait_for_master", "shutdown_grace", "relay",
               "health", "auth", "sentinel"}
-CONFIG_HEALTH = {"interval", "timeout", "rise", "fall"}
+CONFIG_HEALTH = {"interval", "timeout", "rise", "fall", "down_after"}
 CONFIG_AUTH = {"username", "password_env", "password_file"}
 CONFIG_SENTINEL = {"addresses", "master_name", "auth"}
 DURATION_KEYS = {"connect_timeout", "drain_timeout", "wait_for_master", "shutdown_grace"}

@@ -1265,3 +1265,35 @@ impl Machine {
         self.backends.get(backend).is_some_and(|b| b.health.is_up())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Hysteresis;
+
+    #[test]
+    fn hysteresis_flips_after_rise_and_fall() {
+        let mut h = Hysteresis::default();
+        assert_eq!(
+            h.observe(true, 2, 2),
+            Some(true),
+            "first result taken as is"
+        );
+        assert_eq!(h.observe(false, 2, 2), None);
+        assert_eq!(
+            h.observe(true, 2, 2),
+            None,
+            "a pass resets the failure streak"
+        );
+        assert_eq!(h.observe(false, 2, 2), None);
+        assert_eq!(h.observe(false, 2, 2), Some(false));
+        assert!(!h.is_up());
+        assert_eq!(h.observe(true, 2, 2), None);
+        assert_eq!(h.observe(true, 2, 2), Some(true));
+        assert!(h.force_down(), "down at once");
+        assert!(!h.force_down(), "already down");
+        let mut h = Hysteresis::default();
+        assert_eq!(h.observe(false, 2, 1), Some(false));
+        assert_eq!(h.observe(true, 1, 1), Some(true));
+        assert_eq!(h.observe(false, 1, 1), Some(false));
+    }
+}
