@@ -55,6 +55,8 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { FAILED=1; log "image: FAILED: $*"; exit 1; }
+set -E
+trap 'FAILED=1; log "image: FAILED at line $LINENO: $BASH_COMMAND"' ERR
 
 # ------------------------------------------------------------------------------ build
 scripts/install-deps.sh python3 curl

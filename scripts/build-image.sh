@@ -43,6 +43,8 @@ while [ $# -gt 0 ]; do
 done
 
 log() { printf '%s\n' "$*" >&2; }
+WORK=""   # the base image being made, removed on exit even if mmdebstrap fails
+trap 'if [ -n "$WORK" ]; then rm -rf "$WORK"; fi' EXIT
 die() { log "build-image: $*"; exit 1; }
 
 if [ "$(id -u)" != 0 ]; then
@@ -157,9 +159,9 @@ HOOK
 }
 
 make_runtime_base() {
-  local name="$1" work="$STATE/work"
+  local name="$1" work
   log "==> runtime base $name: mmdebstrap $SUITE (libc6 libgcc-s1 base-files netbase tzdata)"
-  rm -rf "$work"; mkdir -p "$work"
+  work="$(mktemp -d "$STATE/work.XXXXXX")"; WORK="$work"
   runtime_hook > "$work/hook"; chmod +x "$work/hook"
   mmdebstrap --quiet --mode=root --variant=extract --format=directory \
     --include=libc6,libgcc-s1,base-files,netbase,tzdata \
@@ -182,9 +184,9 @@ make_runtime_base() {
 # stage has it; the runtime image has no CA certificates at all.
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 make_builder_base() {
-  local name="$1" sysroot="$2" rustc_version="$3" work="$STATE/work"
+  local name="$1" sysroot="$2" rustc_version="$3" work
   log "==> builder base $name: mmdebstrap $SUITE (build-essential) + $rustc_version from $sysroot"
-  rm -rf "$work"; mkdir -p "$work"
+  work="$(mktemp -d "$STATE/work.XXXXXX")"; WORK="$work"
   # shellcheck disable=SC2016 # "$1" in a hook is the chroot, passed by mmdebstrap
   mmdebstrap --quiet --mode=root --variant=apt --format=tar \
     --include=build-essential,ca-certificates \
