@@ -8,7 +8,7 @@ Subcommands (each prints what it checked and exits non-zero on the first class o
                               write the CRD objects out for check_crds.mjs, and check how the
                               objects fit together (selectors, ports, probes, grace periods)
   config TOML                 config.toml against the product's documented keys
-  dockerfile ROOT             entrypoint, ports, user, build flags, ignore file
+  dockerfile ROOT             base ARGs, entrypoint/cmd, ports, user, build flags, ignore file
   grafana JSON PROMRULES_OUT  dashboard structure; metric names; writes every expression
                               into a rules file for `promtool check rules` (PromQL syntax)
   metrics ROOT                the metric names used in alerts and the dashboard are
@@ -549,10 +549,27 @@ def cmd_dockerfile(root):
     instr = [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in lines]
     froms = [a for i, a in instr if i == "FROM"]
     check(len(froms) >= 2, f"{path}: multi-stage ({len(froms)} FROM)")
-    final_from = froms[-1].split()[0]
+    # Base images are ARGs declared before the first FROM (a mirror is a --build-arg).
+    first_from = next(n for n, (i, _) in enumerate(instr) if i == "FROM")
+    global_args = dict(a.split("=", 1) for i, a in instr[:first_from] if i == "ARG" and "=" in a)
+
+    def base(f):
+        name = f.split()[0]
+        m = re.fullmatch(r"\$\{?(\w+)\}?", name)
+        return (m.group(1), global_args.get(m.group(1))) if m else (None, name)
+
+    final_arg, final_from = base(froms[-1])
+    check(final_arg is not None and final_from is not None,
+          f"{path}: runtime base is a global ARG with a default ({froms[-1].split()[0]})")
+    final_from = final_from or ""
     check(final_from.startswith("gcr.io/distroless/cc-debian12") or "slim" in final_from,
           f"{path}: runtime image {final_from} is distroless cc or debian-slim")
-    check(any("bookworm" in f or "${" in f for f in froms[:-1]), f"{path}: builder is Debian bookworm based")
+    builders = [base(f) for f in froms[:-1]]
+    check(all(a is not None for a, _ in builders), f"{path}: builder base is a global ARG")
+    check(any("bookworm" in (b or "") for _, b in builders), f"{path}: builder is Debian bookworm based")
+    piped = [a for i, a in instr if i == "RUN" and re.search(r"[^|]\|[^|]", re.sub(r"'[^']*'", "", a))]
+    check(not any(i == "SHELL" for i, _ in instr) and not piped,
+          f"{path}: no SHELL and no pipes in RUN (buildah's OCI format ignores SHELL, so pipefail would be lost)")
     runs = " ".join(a for i, a in instr if i == "RUN")
     check("cargo build --release --locked" in runs, f"{path}: builds with cargo build --release --locked")
     # The dependency layer: manifests copied before the sources.
@@ -568,14 +585,19 @@ def cmd_dockerfile(root):
           f"{path}: final stage runs as a numeric non-root USER ({user[-1] if user else None})")
     exposed = set(" ".join(a for i, a in last_stage if i == "EXPOSE").replace("/tcp", "").split())
     check({"6379", "8404"} <= exposed, f"{path}: EXPOSE 6379 and 8404")
-    ep = [a for i, a in last_stage if i == "ENTRYPOINT"]
-    try:
-        ep_list = json.loads(ep[-1]) if ep else []
-    except json.JSONDecodeError:
-        ep_list = []
-    check(len(ep_list) >= 4 and ep_list[0].endswith("/redis-master-proxy")
-          and ep_list[1:] == ["run", "--config", "/etc/redis-master-proxy/config.toml"],
-          f"{path}: exec-form ENTRYPOINT [binary, run, --config, /etc/redis-master-proxy/config.toml]")
+    def exec_form(name):
+        vals = [a for i, a in last_stage if i == name]
+        try:
+            return json.loads(vals[-1]) if vals else []
+        except json.JSONDecodeError:
+            return []
+    ep_list, cmd_list = exec_form("ENTRYPOINT"), exec_form("CMD")
+    # The binary alone is the entrypoint, so arguments (`run --backend ...`, `check`, `status`)
+    # replace only the default command.
+    check(len(ep_list) == 1 and ep_list[0].endswith("/redis-master-proxy"),
+          f"{path}: exec-form ENTRYPOINT [binary] ({ep_list})")
+    check(cmd_list == ["run", "--config", "/etc/redis-master-proxy/config.toml"],
+          f"{path}: exec-form CMD [run, --config, /etc/redis-master-proxy/config.toml] ({cmd_list})")
     check(not any(i == "VOLUME" for i, _ in last_stage), f"{path}: no VOLUME (read-only root, nothing written)")
     ign = os.path.join(root, "deploy/Dockerfile.dockerignore")
     if check(os.path.isfile(ign), f"{ign}: Dockerfile-specific ignore file exists"):
