@@ -14,6 +14,7 @@
 //! - [`control`]: the loop: start checks each interval, apply each result as it arrives,
 //!   elect, publish, status, metrics.
 //! - [`admin`], [`metrics`]: `/metrics`, `/livez`, `/readyz`, `/status`; metric names.
+//!   [`status_cli`] is the `status` command that reads `/status` and prints a table.
 //!
 //! Data path (one task per client session):
 //! - [`listener`]: bounded accept loop; binds each client to the current route; connects.
@@ -50,4 +51,5 @@ pub mod routing;
 pub mod sentinel;
 pub mod shutdown;
 pub mod splice;
+pub mod status_cli;
 pub mod workers;

@@ -109,26 +109,28 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Status { admin, json } => match redis_master_proxy::admin::fetch_status(&admin) {
-            Ok(body) if json => {
-                println!("{body}");
-                ExitCode::SUCCESS
-            }
-            Ok(body) => match redis_master_proxy::admin::status_table(&body) {
-                Ok(table) => {
-                    print!("{table}");
+        Command::Status { admin, json } => {
+            match redis_master_proxy::status_cli::fetch_status(&admin) {
+                Ok(body) if json => {
+                    println!("{body}");
                     ExitCode::SUCCESS
                 }
+                Ok(body) => match redis_master_proxy::status_cli::status_table(&body) {
+                    Ok(table) => {
+                        print!("{table}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::FAILURE
+                    }
+                },
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("error: cannot read status from {admin}: {e}");
                     ExitCode::FAILURE
                 }
-            },
-            Err(e) => {
-                eprintln!("error: cannot read status from {admin}: {e}");
-                ExitCode::FAILURE
             }
-        },
+        }
         Command::Run {
             config,
             listen,
