@@ -23,7 +23,8 @@
 //! - [`relay`]: both directions until close or drain; copy or splice per direction.
 //! - [`splice`]: the only `unsafe`: `splice(2)` through a pipe, Linux only.
 //!
-//! [`app`] wires them and runs the shutdown sequence; [`shutdown`] maps signals.
+//! [`app`] wires them and runs the shutdown sequence; [`shutdown`] maps signals; [`logging`]
+//! reads the log level in Redis's spellings.
 //! [`haproxy`] converts a HAProxy configuration into this TOML (`import-haproxy`).
 //!
 //! # Glossary
@@ -45,6 +46,7 @@ pub mod haproxy;
 pub mod health;
 pub mod info;
 pub mod listener;
+pub mod logging;
 pub mod metrics;
 pub mod relay;
 pub mod routing;

@@ -47,7 +47,8 @@ enum Command {
         /// Data-path threads (0 = one per CPU; 1 = everything on one thread).
         #[arg(long)]
         threads: Option<usize>,
-        /// Log filter when RUST_LOG is unset (error, warn, info, debug, trace).
+        /// Log level when RUST_LOG is unset: error, warning (warn), notice (info), verbose
+        /// (debug), trace, off. An unknown level is refused.
         #[arg(long, default_value = "info")]
         log_level: String,
     },
@@ -141,7 +142,10 @@ fn main() -> ExitCode {
             threads,
             log_level,
         } => {
-            init_logging(&log_level);
+            if let Err(e) = init_logging(&log_level) {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
             let overrides = Overrides {
                 listen,
                 admin,
@@ -174,14 +178,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+fn init_logging(level: &str) -> Result<(), String> {
+    let env = std::env::var("RUST_LOG").ok();
+    let filter = redis_master_proxy::logging::filter(level, env.as_deref())?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    Ok(())
 }
 
 async fn run(cfg: Config, path: Option<PathBuf>, overrides: Overrides) -> ExitCode {

@@ -192,3 +192,118 @@ fn connections_over_the_limit_are_closed_and_counted() {
     let mut c4 = proxy.client();
     assert_eq!(c4.cmd_ok(&["PING"]).as_str(), Some("PONG"));
 }
+
+/// Starts `run` with `args` and `env`, and collects its stderr lines until one contains
+/// `needle` (returned) or 20 s pass (`None`); the process is killed either way.
+fn run_until_stderr(args: &[&str], env: &[(&str, &str)], needle: &str) -> (Option<String>, String) {
+    use std::io::BufRead;
+    let mut cmd = bin();
+    cmd.arg("run")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = String::new();
+    let mut found = None;
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+                if line.contains(needle) {
+                    found = Some(line);
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    (found, seen)
+}
+
+/// `warning` is Redis's spelling (`loglevel warning`): it shows warnings, here the down
+/// backend, and nothing below them; the same through `RUST_LOG`.
+#[test]
+fn redis_log_level_spellings_show_warnings() {
+    let closed = format!("127.0.0.1:{}", common::free_port());
+    let base = [
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--backend",
+        &closed,
+    ];
+    let with_flag: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--log-level", "warning"])
+        .collect();
+    for (args, env) in [
+        (with_flag.as_slice(), &[][..]),
+        (&base[..], &[("RUST_LOG", "warning")][..]),
+    ] {
+        let (found, seen) = run_until_stderr(args, env, "backend down");
+        assert!(
+            found.is_some(),
+            "{args:?} {env:?}: no warning logged:\n{seen}"
+        );
+        assert!(
+            !seen.contains(" INFO "),
+            "info lines below warning:\n{seen}"
+        );
+    }
+    // `notice` is Redis's default level: tracing's info.
+    let with_notice: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--log-level", "notice"])
+        .collect();
+    let (found, seen) = run_until_stderr(&with_notice, &[], "redis-master-proxy started");
+    assert!(found.is_some(), "notice shows the start line:\n{seen}");
+}
+
+#[test]
+fn an_unknown_log_level_is_refused() {
+    for (args, env, source) in [
+        (&["--log-level", "loud"][..], &[][..], "--log-level"),
+        (&[][..], &[("RUST_LOG", "warnings")][..], "RUST_LOG"),
+    ] {
+        let mut cmd = bin();
+        cmd.args(["run", "--backend", "127.0.0.1:6379"])
+            .args(args)
+            .env_remove("RUST_LOG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(source), "{stderr}");
+        assert!(stderr.contains("is not a log level"), "{stderr}");
+        assert!(
+            stderr.contains("warning"),
+            "the accepted levels are listed: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "nothing printed as listening");
+    }
+}
