@@ -326,6 +326,12 @@ pub struct SentinelConfig {
     pub auth: Option<Auth>,
 }
 
+/// Upper bound of `threads`. A data-path thread is worth having only while there is a CPU to
+/// run it: past the CPU count threads only add context switches and memory (a runtime and a
+/// stack each, and a thread the system may refuse at start). 1,024 is above any machine this
+/// proxy runs on while keeping a typo (`threads = 100000`) from reaching the system's limits.
+pub const MAX_THREADS: usize = 1024;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:16379";
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:8404";
 
@@ -454,6 +460,15 @@ impl Config {
             }
         }
         cfg.backends = std::mem::take(&mut backends);
+        if cfg.threads > MAX_THREADS {
+            return Err(invalid(
+                "threads",
+                format!(
+                    "{} is more than {MAX_THREADS}; use 0 for one per CPU available",
+                    cfg.threads
+                ),
+            ));
+        }
         if cfg.max_connections == 0 {
             return Err(invalid("max_connections", "must be at least 1".into()));
         }
@@ -710,6 +725,10 @@ mod tests {
                 &["sentinel.master_name"],
             ),
             ("backends = [\"a:1\"\n", &["line"]),
+            (
+                "backends = [\"a:1\"]\nthreads = 100000",
+                &["threads", "1024"],
+            ),
         ];
         for (text, needles) in cases {
             let err = parse(text).expect_err(text).to_string();

@@ -74,6 +74,12 @@ enum Command {
     },
 }
 
+/// Exit codes (README, "Command line"): 0 after a clean shutdown or a successful command;
+/// 1 when `run` cannot start (an address cannot be bound, a thread or runtime cannot be
+/// started) or `status` cannot reach the proxy; 2 for an invalid configuration or command line.
+const EXIT_START: ExitCode = ExitCode::FAILURE;
+const EXIT_CONFIG: u8 = 2;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -85,7 +91,7 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("error: {e}");
-                ExitCode::from(2)
+                ExitCode::from(EXIT_CONFIG)
             }
         },
         Command::ImportHaproxy { file } => {
@@ -93,7 +99,7 @@ fn main() -> ExitCode {
                 Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
                 Err(e) => {
                     eprintln!("error: {}: cannot read: {e}", file.display());
-                    return ExitCode::from(2);
+                    return ExitCode::from(EXIT_CONFIG);
                 }
             };
             match redis_master_proxy::haproxy::import(&text) {
@@ -106,7 +112,7 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("error: {}: {e}", file.display());
-                    ExitCode::from(2)
+                    ExitCode::from(EXIT_CONFIG)
                 }
             }
         }
@@ -144,7 +150,7 @@ fn main() -> ExitCode {
         } => {
             if let Err(e) = init_logging(&log_level) {
                 eprintln!("error: {e}");
-                return ExitCode::from(2);
+                return ExitCode::from(EXIT_CONFIG);
             }
             let overrides = Overrides {
                 listen,
@@ -158,11 +164,23 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: {e}");
-                    return ExitCode::from(2);
+                    return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            // The control plane, the accept loop and the admin listener: one thread. Sessions
-            // run on the data-path workers (see `workers`).
+            // Sessions run on the data-path workers (see `workers`), started before the main
+            // runtime so a thread the system refuses ends the start cleanly, with nothing
+            // bound and nothing announced.
+            let workers = match Workers::start(workers::count_for(cfg.threads)) {
+                Ok(w) => w,
+                Err(e) => {
+                    eprintln!(
+                        "error: key `threads`: {e} (lower `threads`, or raise the process \
+                         limit, `ulimit -u`)"
+                    );
+                    return EXIT_START;
+                }
+            };
+            // The control plane, the accept loop and the admin listener: one thread.
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -170,10 +188,10 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
+                    return EXIT_START;
                 }
             };
-            rt.block_on(run(cfg, config, overrides))
+            rt.block_on(run(cfg, workers, config, overrides))
         }
     }
 }
@@ -189,43 +207,36 @@ fn init_logging(level: &str) -> Result<(), String> {
     Ok(())
 }
 
-async fn run(cfg: Config, path: Option<PathBuf>, overrides: Overrides) -> ExitCode {
+async fn run(
+    cfg: Config,
+    workers: Workers,
+    path: Option<PathBuf>,
+    overrides: Overrides,
+) -> ExitCode {
     raise_descriptor_limit(cfg.max_connections);
     let client = match redis_master_proxy::listener::bind(cfg.listen) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: cannot listen on {} (key `listen`): {e}", cfg.listen);
-            return ExitCode::FAILURE;
+            return EXIT_START;
         }
     };
     let admin = match redis_master_proxy::listener::bind(cfg.admin) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: cannot listen on {} (key `admin`): {e}", cfg.admin);
-            return ExitCode::FAILURE;
+            return EXIT_START;
         }
     };
     let (client_addr, admin_addr) = match (client.local_addr(), admin.local_addr()) {
         (Ok(c), Ok(a)) => (c, a),
-        _ => return ExitCode::FAILURE,
+        _ => return EXIT_START,
     };
-    // One machine-readable line on stdout, so scripts and tests that asked for port 0 learn
-    // the ports; everything else is logged on stderr.
-    println!("listening client={client_addr} admin={admin_addr}");
-    let _ = std::io::stdout().flush();
-    tracing::info!(
-        listen = %client_addr,
-        admin = %admin_addr,
-        backends = ?cfg.backends.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
-        relay = ?cfg.relay,
-        "redis-master-proxy started"
-    );
-
     let mut signals = match shutdown::Signals::new() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
+            return EXIT_START;
         }
     };
     let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -254,14 +265,20 @@ async fn run(cfg: Config, path: Option<PathBuf>, overrides: Overrides) -> ExitCo
             }
         }
     });
-    let workers = match Workers::start(workers::count_for(cfg.threads)) {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("error: cannot start the data-path threads (key `threads`): {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     tracing::info!(threads = workers.len(), "data path started");
+    // Everything is started: the accept loop runs as soon as `app::run` first yields.
+    // One machine-readable line on stdout, so scripts and tests that asked for port 0 learn
+    // the ports; everything else is logged on stderr.
+    println!("listening client={client_addr} admin={admin_addr}");
+    let _ = std::io::stdout().flush();
+    tracing::info!(
+        listen = %client_addr,
+        admin = %admin_addr,
+        backends = ?cfg.backends.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
+        relay = ?cfg.relay,
+        "redis-master-proxy started"
+    );
+
     let report = app::run(cfg, client, admin, workers, rx).await;
     if report.sessions_left > 0 {
         tracing::warn!(

@@ -307,3 +307,72 @@ fn an_unknown_log_level_is_refused() {
         assert!(out.stdout.is_empty(), "nothing printed as listening");
     }
 }
+
+#[test]
+fn threads_beyond_the_bound_are_refused_by_check_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "backends = [\"a:1\"]\nthreads = 100000\n").unwrap();
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`threads`") && stderr.contains("1024"),
+        "{stderr}"
+    );
+    let out = bin()
+        .args(["run", "--backend", "127.0.0.1:6379", "--threads", "100000"])
+        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`threads`"), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing announced");
+}
+
+/// A data-path thread the system refuses (here a 40-process limit for 64 threads) ends the
+/// start with an error naming `threads` and exit code 1: no panic, and no `listening` line,
+/// since the proxy never was. Root ignores the process limit, so as root the proxy runs as
+/// `nobody` (flags only: the binary is the one file it reads).
+#[test]
+fn a_thread_the_system_refuses_is_a_clean_start_failure() {
+    let mut cmd = if unsafe { libc::geteuid() } == 0 {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "prlimit",
+            "--nproc=40",
+            "--",
+        ]);
+        c
+    } else {
+        let mut c = Command::new("prlimit");
+        c.args(["--nproc=40", "--"]);
+        c
+    };
+    let out = cmd
+        .arg(env!("CARGO_BIN_EXE_redis-master-proxy"))
+        .args(["run", "--backend", "127.0.0.1:6379", "--threads", "64"])
+        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("`threads`"), "{stderr}");
+    assert!(stderr.contains("cannot start data-path thread"), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing announced as listening: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
