@@ -367,8 +367,65 @@ pub struct Overrides {
     pub admin: Option<SocketAddr>,
     pub backends: Vec<HostPort>,
     pub interval: Option<Dur>,
+    pub timeout: Option<Dur>,
     pub relay: Option<RelayMode>,
     pub threads: Option<usize>,
+}
+
+impl Overrides {
+    /// Writes the flags that are set into the raw file, exactly where the file would have them,
+    /// so one validation sees both.
+    fn apply(&self, raw: &mut RawConfig) {
+        if self.listen.is_some() {
+            raw.listen = self.listen;
+        }
+        if self.admin.is_some() {
+            raw.admin = self.admin;
+        }
+        if !self.backends.is_empty() {
+            raw.backends = Some(self.backends.clone());
+        }
+        if self.relay.is_some() {
+            raw.relay = self.relay;
+        }
+        if self.threads.is_some() {
+            raw.threads = self.threads;
+        }
+        if self.interval.is_some() || self.timeout.is_some() {
+            let h = raw.health.get_or_insert_with(RawHealth::default);
+            if self.interval.is_some() {
+                h.interval = self.interval;
+            }
+            if self.timeout.is_some() {
+                h.timeout = self.timeout;
+            }
+        }
+    }
+
+    /// The flag that set `key`, if one did.
+    fn flag_for(&self, key: &str) -> Option<&'static str> {
+        let set = match key {
+            "listen" => self.listen.is_some(),
+            "admin" => self.admin.is_some(),
+            "backends" => !self.backends.is_empty(),
+            "relay" => self.relay.is_some(),
+            "threads" => self.threads.is_some(),
+            "health.interval" => self.interval.is_some(),
+            "health.timeout" => self.timeout.is_some(),
+            _ => false,
+        };
+        let flag = match key {
+            "listen" => "--listen",
+            "admin" => "--admin",
+            "backends" => "--backend",
+            "relay" => "--relay",
+            "threads" => "--threads",
+            "health.interval" => "--interval",
+            "health.timeout" => "--timeout",
+            _ => return None,
+        };
+        set.then_some(flag)
+    }
 }
 
 impl Config {
@@ -395,49 +452,44 @@ impl Config {
         }
     }
 
-    /// Parses TOML text; `file` names the source in errors.
+    /// Parses TOML text, writes the flags into it, validates the result: the one validation
+    /// behind `check`, `run` and a reload. `file` names the source in errors; a key set by a
+    /// flag is reported with the flag.
     pub fn parse(text: &str, file: &str, o: &Overrides) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             file: file.to_string(),
             message: e.to_string().trim_end().to_string(),
         })?;
+        o.apply(&mut raw);
         let invalid = |key: &str, message: String| ConfigError::Invalid {
             file: file.to_string(),
             key: key.to_string(),
-            message,
+            message: match o.flag_for(key) {
+                Some(flag) => format!("{message} (set by {flag})"),
+                None => message,
+            },
         };
         let d = Config::default();
         let raw_health = raw.health.unwrap_or_default();
-        let interval = o
-            .interval
-            .or(raw_health.interval)
-            .unwrap_or(d.health.interval);
         let health = Health {
-            interval,
-            // An unset timeout follows a short interval down (to half of it), so
-            // `--interval 200ms` alone is valid.
-            timeout: raw_health
-                .timeout
-                .unwrap_or(Dur(d.health.timeout.0.min(interval.0 / 2))),
+            interval: raw_health.interval.unwrap_or(d.health.interval),
+            timeout: raw_health.timeout.unwrap_or(d.health.timeout),
             rise: raw_health.rise.unwrap_or(d.health.rise),
             fall: raw_health.fall.unwrap_or(d.health.fall),
         };
-        let mut backends = if o.backends.is_empty() {
-            raw.backends.unwrap_or_default()
-        } else {
-            o.backends.clone()
-        };
+        let timeout_is_default = raw_health.timeout.is_none();
+        let mut backends = raw.backends.unwrap_or_default();
         let mut cfg = Config {
-            listen: o.listen.or(raw.listen).unwrap_or(d.listen),
-            admin: o.admin.or(raw.admin).unwrap_or(d.admin),
+            listen: raw.listen.unwrap_or(d.listen),
+            admin: raw.admin.unwrap_or(d.admin),
             backends: Vec::new(),
             max_connections: raw.max_connections.unwrap_or(d.max_connections),
             connect_timeout: raw.connect_timeout.unwrap_or(d.connect_timeout),
             drain_timeout: raw.drain_timeout.unwrap_or(d.drain_timeout),
             wait_for_master: raw.wait_for_master.unwrap_or(d.wait_for_master),
             shutdown_grace: raw.shutdown_grace.unwrap_or(d.shutdown_grace),
-            relay: o.relay.or(raw.relay).unwrap_or(d.relay),
-            threads: o.threads.or(raw.threads).unwrap_or(d.threads),
+            relay: raw.relay.unwrap_or(d.relay),
+            threads: raw.threads.unwrap_or(d.threads),
             health,
             auth: raw
                 .auth
@@ -460,6 +512,19 @@ impl Config {
             }
         }
         cfg.backends = std::mem::take(&mut backends);
+        if cfg.admin == cfg.listen && cfg.listen.port() != 0
+            || cfg.admin.port() == cfg.listen.port()
+                && cfg.listen.port() != 0
+                && (cfg.admin.ip().is_unspecified() || cfg.listen.ip().is_unspecified())
+        {
+            return Err(invalid(
+                "admin",
+                format!(
+                    "{} overlaps listen ({}): the admin listener needs its own port",
+                    cfg.admin, cfg.listen
+                ),
+            ));
+        }
         if cfg.threads > MAX_THREADS {
             return Err(invalid(
                 "threads",
@@ -480,10 +545,20 @@ impl Config {
             return Err(invalid("health.timeout", "must be more than 0".into()));
         }
         if h.timeout.0 >= h.interval.0 {
+            let interval_from = o
+                .flag_for("health.interval")
+                .map(|f| format!(", set by {f}"))
+                .unwrap_or_default();
+            let default = if timeout_is_default {
+                " (the default; set health.timeout, or --timeout, below the interval)"
+            } else {
+                ""
+            };
             return Err(invalid(
                 "health.timeout",
                 format!(
-                    "{} must be shorter than health.interval ({}), or checks overlap",
+                    "{}{default} must be shorter than health.interval ({}{interval_from}), \
+                     or checks overlap",
                     h.timeout, h.interval
                 ),
             ));
@@ -728,6 +803,18 @@ mod tests {
             (
                 "backends = [\"a:1\"]\nthreads = 100000",
                 &["threads", "1024"],
+            ),
+            (
+                "backends = [\"a:1\"]\nlisten = \"127.0.0.1:7000\"\nadmin = \"127.0.0.1:7000\"",
+                &["`admin`", "listen"],
+            ),
+            (
+                "backends = [\"a:1\"]\nlisten = \"0.0.0.0:7000\"\nadmin = \"127.0.0.1:7000\"",
+                &["`admin`"],
+            ),
+            (
+                "backends = [\"a:1\"]\n[health]\ninterval = \"100ms\"",
+                &["health.timeout", "500ms", "the default"],
             ),
         ];
         for (text, needles) in cases {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use redis_master_proxy::config::{Config, Dur, HostPort, Overrides, RelayMode};
 use redis_master_proxy::workers::{self, Workers};
 use redis_master_proxy::{app, metrics as m, shutdown};
@@ -22,40 +22,66 @@ struct Cli {
     command: Command,
 }
 
+/// The configuration a command runs with: a file and the flags that override it.
+#[derive(Args, Debug)]
+struct Settings {
+    /// TOML config file (see config/example.toml).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Client listen address (default 127.0.0.1:16379).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Admin HTTP address for /metrics, /livez, /readyz, /status (default 127.0.0.1:8404).
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    /// A backend `host:port`; repeat for each. Replaces the file's list.
+    #[arg(long = "backend")]
+    backends: Vec<HostPort>,
+    /// Health check interval (`health.interval`), e.g. `1s`, `500ms`.
+    #[arg(long)]
+    interval: Option<Dur>,
+    /// Bound on one check (`health.timeout`), shorter than the interval, e.g. `150ms`.
+    #[arg(long)]
+    timeout: Option<Dur>,
+    /// Relay mode: auto, splice or copy.
+    #[arg(long)]
+    relay: Option<RelayMode>,
+    /// Data-path threads (0 = one per CPU; 1 = everything on one thread; at most 1024).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+impl Settings {
+    fn split(self) -> (Option<PathBuf>, Overrides) {
+        let o = Overrides {
+            listen: self.listen,
+            admin: self.admin,
+            backends: self.backends,
+            interval: self.interval,
+            timeout: self.timeout,
+            relay: self.relay,
+            threads: self.threads,
+        };
+        (self.config, o)
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the proxy. Flags override the config file; `--backend` alone is a complete setup.
     Run {
-        /// TOML config file (see config/example.toml).
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Client listen address (default 127.0.0.1:16379).
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Admin HTTP address for /metrics, /livez, /readyz, /status (default 127.0.0.1:8404).
-        #[arg(long)]
-        admin: Option<SocketAddr>,
-        /// A backend `host:port`; repeat for each. Replaces the file's list.
-        #[arg(long = "backend")]
-        backends: Vec<HostPort>,
-        /// Health check interval, e.g. `1s`, `500ms`.
-        #[arg(long)]
-        interval: Option<Dur>,
-        /// Relay mode: auto, splice or copy.
-        #[arg(long)]
-        relay: Option<RelayMode>,
-        /// Data-path threads (0 = one per CPU; 1 = everything on one thread).
-        #[arg(long)]
-        threads: Option<usize>,
+        #[command(flatten)]
+        settings: Settings,
         /// Log level when RUST_LOG is unset: error, warning (warn), notice (info), verbose
         /// (debug), trace, off. An unknown level is refused.
         #[arg(long, default_value = "info")]
         log_level: String,
     },
-    /// Validate a config file and print the effective configuration (secrets masked).
+    /// Validate a config file (and the same flags as `run`, checked the same way) and print
+    /// the effective configuration, secrets shown as where they are read from.
     Check {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        settings: Settings,
     },
     /// Convert a HAProxy configuration (TCP mode, in front of Redis) into this proxy's TOML:
     /// the TOML on stdout, what could not be carried over on stderr.
@@ -83,17 +109,23 @@ const EXIT_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match Config::load(&config) {
-            Ok(cfg) => {
-                println!("# {}: valid. Effective configuration:", config.display());
-                print!("{}", cfg.to_toml());
-                ExitCode::SUCCESS
+        Command::Check { settings } => {
+            let (config, overrides) = settings.split();
+            match Config::load_with(config.as_deref(), &overrides) {
+                Ok(cfg) => {
+                    let source = config
+                        .as_ref()
+                        .map_or("the command line".to_string(), |p| p.display().to_string());
+                    println!("# {source}: valid. Effective configuration:");
+                    print!("{}", cfg.to_toml());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
+        }
         Command::ImportHaproxy { file } => {
             let text = match std::fs::read(&file) {
                 Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -139,27 +171,14 @@ fn main() -> ExitCode {
             }
         }
         Command::Run {
-            config,
-            listen,
-            admin,
-            backends,
-            interval,
-            relay,
-            threads,
+            settings,
             log_level,
         } => {
             if let Err(e) = init_logging(&log_level) {
                 eprintln!("error: {e}");
                 return ExitCode::from(EXIT_CONFIG);
             }
-            let overrides = Overrides {
-                listen,
-                admin,
-                backends,
-                interval,
-                relay,
-                threads,
-            };
+            let (config, overrides) = settings.split();
             let cfg = match Config::load_with(config.as_deref(), &overrides) {
                 Ok(c) => c,
                 Err(e) => {

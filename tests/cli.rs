@@ -105,6 +105,8 @@ fn run_with_flags_only_and_status_command() {
             "127.0.0.1:0",
             "--interval",
             "200ms",
+            "--timeout",
+            "150ms",
         ])
         .args(["--backend", &b.addr(), "--backend", &a.addr()])
         .stdout(std::process::Stdio::piped())
@@ -375,4 +377,84 @@ fn a_thread_the_system_refuses_is_a_clean_start_failure() {
         "nothing announced as listening: {:?}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// Runs `check` with a file (when given) and flags; `(exit code, stdout, stderr)`.
+fn check(file: Option<&str>, flags: &[&str]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = bin();
+    cmd.arg("check");
+    if let Some(text) = file {
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        cmd.arg("--config").arg(&path);
+    }
+    let out = cmd.args(flags).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `check` refuses what `run` would refuse: the admin listener on the client port.
+#[test]
+fn check_refuses_admin_on_the_listen_address() {
+    for (file, flags) in [
+        (
+            "backends = [\"a:1\"]\nlisten = \"127.0.0.1:7777\"\nadmin = \"127.0.0.1:7777\"\n",
+            &[][..],
+        ),
+        (
+            "backends = [\"a:1\"]\nlisten = \"0.0.0.0:7777\"\n",
+            &["--admin", "127.0.0.1:7777"][..],
+        ),
+    ] {
+        let (code, _, stderr) = check(Some(file), flags);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains("key `admin`"), "{stderr}");
+        assert!(stderr.contains("7777"), "{stderr}");
+    }
+}
+
+/// A flag is validated exactly like the same key in the file: `--interval 100ms` with the
+/// default 500 ms check timeout is refused as `interval = "100ms"` is, naming the flag, by
+/// `check` and by `run`; it no longer shrinks the timeout behind the operator's back.
+#[test]
+fn flags_are_validated_like_the_file() {
+    let from_file = check(
+        Some("backends = [\"a:1\"]\n[health]\ninterval = \"100ms\"\n"),
+        &[],
+    );
+    let from_flag = check(Some("backends = [\"a:1\"]\n"), &["--interval", "100ms"]);
+    let flags_only = check(None, &["--backend", "a:1", "--interval", "100ms"]);
+    for (code, _, stderr) in [&from_file, &from_flag, &flags_only] {
+        assert_eq!(*code, Some(2), "{stderr}");
+        assert!(stderr.contains("key `health.timeout`"), "{stderr}");
+        assert!(stderr.contains("500ms"), "{stderr}");
+    }
+    assert!(from_flag.2.contains("--interval"), "{}", from_flag.2);
+    assert!(flags_only.2.contains("<command line>"), "{}", flags_only.2);
+    let out = bin()
+        .args(["run", "--backend", "a:1", "--interval", "100ms"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("key `health.timeout`") && stderr.contains("--interval"));
+    // With a timeout below it, by flag or in the file, the same interval is accepted.
+    let (code, stdout, stderr) = check(
+        None,
+        &[
+            "--backend",
+            "a:1",
+            "--interval",
+            "100ms",
+            "--timeout",
+            "80ms",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("timeout = \"80ms\""), "{stdout}");
 }
