@@ -218,18 +218,57 @@ impl FromStr for RelayMode {
 // ---------------------------------------------------------------------------------------------
 // The file format.
 
+/// Reads a whole number that fits `T`, saying so in errors ("expected a whole number from 0 to
+/// 4294967295") instead of naming a Rust type.
+fn count<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64> + Bounded,
+{
+    struct V<T>(std::marker::PhantomData<T>);
+    impl<T: TryFrom<u64> + Bounded> serde::de::Visitor<'_> for V<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a whole number from 0 to {}", T::MAX)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<T, E> {
+            T::try_from(v).map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<T, E> {
+            match u64::try_from(v) {
+                Ok(u) => self.visit_u64(u),
+                Err(_) => Err(E::invalid_value(serde::de::Unexpected::Signed(v), &self)),
+            }
+        }
+    }
+    d.deserialize_u64(V(std::marker::PhantomData)).map(Some)
+}
+
+/// The largest value of a count type, for [`count`]'s message.
+trait Bounded {
+    const MAX: u64;
+}
+impl Bounded for u32 {
+    const MAX: u64 = u32::MAX as u64;
+}
+impl Bounded for usize {
+    const MAX: u64 = usize::MAX as u64;
+}
+
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a TOML table of settings")]
 struct RawConfig {
     listen: Option<SocketAddr>,
     admin: Option<SocketAddr>,
     backends: Option<Vec<HostPort>>,
+    #[serde(default, deserialize_with = "count")]
     max_connections: Option<usize>,
     connect_timeout: Option<Dur>,
     drain_timeout: Option<Dur>,
     wait_for_master: Option<Dur>,
     shutdown_grace: Option<Dur>,
     relay: Option<RelayMode>,
+    #[serde(default, deserialize_with = "count")]
     threads: Option<usize>,
     health: Option<RawHealth>,
     auth: Option<RawAuth>,
@@ -237,16 +276,24 @@ struct RawConfig {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "`health` to be a table ([health] with interval, timeout, rise, fall)"
+)]
 struct RawHealth {
     interval: Option<Dur>,
     timeout: Option<Dur>,
+    #[serde(default, deserialize_with = "count")]
     rise: Option<u32>,
+    #[serde(default, deserialize_with = "count")]
     fall: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "`auth` to be a table ([auth] or [sentinel.auth] with username, password_env or password_file)"
+)]
 struct RawAuth {
     username: Option<String>,
     password_env: Option<String>,
@@ -256,7 +303,10 @@ struct RawAuth {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "`sentinel` to be a table ([sentinel] with addresses, master_name)"
+)]
 struct RawSentinel {
     addresses: Option<Vec<HostPort>>,
     master_name: Option<String>,
@@ -310,13 +360,31 @@ pub struct Health {
     pub fall: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Auth {
     /// ACL user; `None` sends the one-argument `AUTH password`.
     pub username: Option<String>,
     pub password: Secret,
     /// Where the password came from, shown by `check` instead of the value.
     pub source: String,
+}
+
+/// Written back as the file had it (`username`, then `password_env` or `password_file`), so
+/// `check`'s output is a config `check` accepts; the password itself is never written.
+impl Serialize for Auth {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        if let Some(u) = &self.username {
+            m.serialize_entry("username", u)?;
+        }
+        if let Some(var) = self.source.strip_prefix("env:") {
+            m.serialize_entry("password_env", var)?;
+        } else if let Some(path) = self.source.strip_prefix("file:") {
+            m.serialize_entry("password_file", path)?;
+        }
+        m.end()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -681,10 +749,12 @@ fn resolve_auth(a: RawAuth, key: &str, file: &str) -> Result<Auth, ConfigError> 
         }
     };
     if password.is_empty() {
-        return Err(invalid(
-            "password_env",
-            format!("the password from {source} is empty"),
-        ));
+        let k = if source.starts_with("file:") {
+            "password_file"
+        } else {
+            "password_env"
+        };
+        return Err(invalid(k, format!("the password from {source} is empty")));
     }
     if let Some(u) = &a.username {
         if u.is_empty() || u.len() > 128 || !u.chars().all(|c| c.is_ascii_graphic()) {
@@ -813,6 +883,26 @@ mod tests {
                 &["`admin`"],
             ),
             (
+                "backends = [\"a:1\"]\nhealth = 5",
+                &["line 2", "`health` to be a table"],
+            ),
+            (
+                "backends = [\"a:1\"]\nauth = \"x\"",
+                &["line 2", "`auth` to be a table"],
+            ),
+            (
+                "backends = [\"a:1\"]\nsentinel = []",
+                &["`sentinel` to be a table"],
+            ),
+            (
+                "backends = [\"a:1\"]\nthreads = -1",
+                &["line 2", "whole number"],
+            ),
+            (
+                "backends = [\"a:1\"]\n[health]\nrise = \"2\"",
+                &["line 3", "whole number"],
+            ),
+            (
                 "backends = [\"a:1\"]\n[health]\ninterval = \"100ms\"",
                 &["health.timeout", "500ms", "the default"],
             ),
@@ -826,7 +916,32 @@ mod tests {
             for n in *needles {
                 assert!(err.contains(n), "{text:?}: error lacks {n:?}: {err}");
             }
+            for internal in ["Raw", "usize", "u32", "struct"] {
+                assert!(
+                    !err.contains(internal),
+                    "{text:?}: error shows an internal name: {err}"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn an_empty_password_is_reported_under_the_key_that_named_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "\n").unwrap();
+        let text = format!(
+            "backends = [\"a:1\"]\n[auth]\npassword_file = \"{}\"",
+            pw.display()
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("key `auth.password_file`"), "{err}");
+        assert!(err.contains("empty"), "{err}");
+        std::env::set_var("RMP_TEST_EMPTY_PW", "");
+        let err = parse("backends = [\"a:1\"]\n[auth]\npassword_env = \"RMP_TEST_EMPTY_PW\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key `auth.password_env`"), "{err}");
     }
 
     #[test]

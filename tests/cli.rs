@@ -42,8 +42,56 @@ fn check_prints_the_effective_config_with_the_secret_masked() {
         stdout.contains("interval = \"1s\""),
         "defaults are shown: {stdout}"
     );
-    assert!(stdout.contains("***"));
+    assert!(
+        stdout.contains(&format!("password_file = \"{}\"", pw.display())),
+        "the secret is shown as where it is read from: {stdout}"
+    );
     assert!(!stdout.contains("very-secret-value"));
+}
+
+/// What `check` prints is a configuration `check` accepts, and prints again unchanged:
+/// secrets as their references, every table in a form the file takes.
+#[test]
+fn check_output_is_accepted_by_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "very-secret-value\n").unwrap();
+    let text = format!(
+        "backends = [\"redis-0.redis:6379\", \"redis-1.redis:6379\"]\nthreads = 2\n\
+         [auth]\nusername = \"proxy\"\npassword_file = \"{}\"\n\
+         [sentinel]\naddresses = [\"s0:26379\"]\nmaster_name = \"mymaster\"\n\
+         [sentinel.auth]\npassword_env = \"RMP_TEST_SENTINEL_PW\"\n",
+        pw.display()
+    );
+    let run_check = |text: &str| {
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, text).unwrap();
+        let out = bin()
+            .args(["check", "--config"])
+            .arg(&f)
+            .env("RMP_TEST_SENTINEL_PW", "other-secret")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let first = run_check(&text);
+    let second = run_check(&first);
+    let body = |s: &str| s.lines().skip(1).collect::<Vec<_>>().join("\n");
+    assert_eq!(body(&first), body(&second));
+    assert!(
+        first.contains("password_env = \"RMP_TEST_SENTINEL_PW\""),
+        "{first}"
+    );
+    assert!(first.contains("username = \"proxy\""), "{first}");
+    for secret in ["very-secret-value", "other-secret"] {
+        assert!(!first.contains(secret), "{first}");
+    }
 }
 
 #[test]
