@@ -45,6 +45,7 @@ fn settings(cfg: &Config) -> Settings {
         connect_timeout: cfg.connect_timeout.0,
         drain_timeout: cfg.drain_timeout.0,
         wait_for_master: cfg.wait_for_master.0,
+        max_connections: cfg.max_connections,
     }
 }
 

@@ -214,7 +214,7 @@ fn checks_authenticate_with_a_password_from_the_environment() {
 }
 
 #[test]
-fn connections_over_the_limit_are_closed_and_counted() {
+fn connections_over_the_limit_are_refused_like_redis_does_counted_and_logged_at_a_bounded_rate() {
     let a = RedisNode::master();
     let proxy = Proxy::start(&[a.addr()], "max_connections = 2");
     proxy.wait_master(&a.addr());
@@ -222,10 +222,28 @@ fn connections_over_the_limit_are_closed_and_counted() {
     let mut c2 = proxy.client();
     assert!(c1.cmd_ok(&["PING"]).as_str() == Some("PONG"));
     assert!(c2.cmd_ok(&["PING"]).as_str() == Some("PONG"));
-    let mut c3 = proxy.client();
-    assert!(
-        c3.cmd(&["PING"]).is_err(),
-        "the third connection is closed at once"
+    // Over the limit: Redis's own refusal, then the close.
+    for _ in 0..5 {
+        let mut c3 = proxy.client();
+        assert_eq!(
+            c3.read_reply(),
+            Ok(common::Reply::Error(
+                "ERR max number of clients reached".into()
+            ))
+        );
+        assert!(c3.read_reply().is_err(), "closed after the refusal");
+    }
+    // Logged, but not once per refusal: the first at once, then at most one line per 10 s.
+    common::wait_until(
+        std::time::Duration::from_secs(10),
+        "the refusal logged",
+        || proxy.log().contains("clients refused"),
+    );
+    assert_eq!(
+        proxy.log().matches("clients refused").count(),
+        1,
+        "{}",
+        proxy.log()
     );
     assert!(
         proxy
