@@ -59,6 +59,9 @@ pub struct AdminState {
     pub prometheus: PrometheusHandle,
     /// Fired when shutdown begins, so `/readyz` turns 503 before sessions drain.
     pub shutting_down: CancellationToken,
+    /// The event subscription to each sentinel, so `/status` shows one that is unreachable or
+    /// is not a sentinel at all.
+    pub sentinel_links: crate::sentinel::Links,
 }
 
 /// Serves until `stop` fires.
@@ -143,6 +146,20 @@ pub fn route(path: &str, state: &AdminState) -> (u16, &'static str, String) {
                 "backends": snapshot.backends,
                 "split_brain": snapshot.split_brain,
                 "sentinel": snapshot.sentinel,
+                "sentinel_links": state
+                    .sentinel_links
+                    .snapshot()
+                    .into_iter()
+                    .map(|(addr, link)| {
+                        let mut v = serde_json::json!({ "sentinel": addr });
+                        if let (Some(o), Ok(serde_json::Value::Object(l))) =
+                            (v.as_object_mut(), serde_json::to_value(&link))
+                        {
+                            o.extend(l);
+                        }
+                        v
+                    })
+                    .collect::<Vec<_>>(),
                 "check_rounds": snapshot.rounds,
                 "client_connections": state.data.active.load(Ordering::Relaxed),
                 "shutting_down": state.shutting_down.is_cancelled(),

@@ -81,7 +81,8 @@ pub async fn run(
     let (reload_tx, reload_rx) = mpsc::channel::<Arc<Config>>(4);
     let control = Control::new(cfg.clone(), table.clone(), status.clone());
     let (events_tx, events_rx) = mpsc::channel::<sentinel::Resolved>(64);
-    let mut sentinels = Subscriptions::start(&cfg, &events_tx);
+    let links = sentinel::Links::default();
+    let mut sentinels = Subscriptions::start(&cfg, &events_tx, &links);
     let control_task = tokio::spawn(control.run(stop_control.clone(), reload_rx, events_rx));
     let accept_task = tokio::spawn(listener::accept_loop(
         client,
@@ -93,6 +94,7 @@ pub async fn run(
         status,
         prometheus,
         shutting_down: shutting_down.clone(),
+        sentinel_links: links.clone(),
     });
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
@@ -116,7 +118,7 @@ pub async fn run(
         }
         if new.sentinel != cfg.sentinel {
             sentinels.stop().await;
-            sentinels = Subscriptions::start(&new, &events_tx);
+            sentinels = Subscriptions::start(&new, &events_tx, &links);
         }
         if reload_tx.send(new.clone()).await.is_err() {
             break;
@@ -157,9 +159,14 @@ struct Subscriptions {
 }
 
 impl Subscriptions {
-    fn start(cfg: &Config, tx: &mpsc::Sender<sentinel::Resolved>) -> Subscriptions {
+    fn start(
+        cfg: &Config,
+        tx: &mpsc::Sender<sentinel::Resolved>,
+        links: &sentinel::Links,
+    ) -> Subscriptions {
         let stop = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
+        links.reset(cfg.sentinel.as_ref().map_or(&[], |s| &s.addresses));
         if let Some(sc) = &cfg.sentinel {
             for addr in &sc.addresses {
                 tasks.spawn(sentinel::subscribe_loop(
@@ -168,6 +175,7 @@ impl Subscriptions {
                     sc.master_name.clone(),
                     cfg.connect_timeout.0,
                     tx.clone(),
+                    links.clone(),
                     stop.clone(),
                 ));
             }

@@ -84,6 +84,23 @@ pub fn status_table(json: &str) -> Result<String, String> {
                 .unwrap_or_default()
         );
     }
+    for l in v["sentinel_links"].as_array().into_iter().flatten() {
+        let detail = match l["state"].as_str() {
+            Some("subscribed") | None => continue,
+            Some("connecting") => "connecting".to_string(),
+            Some("unreachable") => format!("unreachable: {}", s(&l["error"])),
+            Some("not_a_sentinel") => format!(
+                "NOT A SENTINEL (answers {}): check sentinel.addresses",
+                s(&l["reply"])
+            ),
+            Some("unknown_master") => format!(
+                "does not monitor {}: check sentinel.master_name",
+                s(&l["master_name"])
+            ),
+            Some(other) => other.to_string(),
+        };
+        let _ = writeln!(out, "  sentinel {}: {detail}", s(&l["sentinel"]));
+    }
     let _ = writeln!(
         out,
         "\n{:<44} {:<22} {:<5} {:<8} {:>12} {:>10} {:>9}  ERROR",
