@@ -72,6 +72,7 @@ pub async fn run(
         workers,
     });
     metrics::gauge!(m::HAS_MASTER).set(0.0);
+    metrics::gauge!(m::CLIENT_MAX).set(cfg.max_connections as f64);
 
     let shutting_down = CancellationToken::new();
     let stop_control = CancellationToken::new();
@@ -116,6 +117,7 @@ pub async fn run(
         } else if new_max < old_max {
             data.limit.forget_permits(old_max - new_max);
         }
+        metrics::gauge!(m::CLIENT_MAX).set(new_max as f64);
         if new.sentinel != cfg.sentinel {
             sentinels.stop().await;
             sentinels = Subscriptions::start(&new, &events_tx, &links);

@@ -326,8 +326,9 @@ pub struct Config {
     pub admin: SocketAddr,
     /// Candidate masters, in config order (the last tie-breaker of the election).
     pub backends: Vec<HostPort>,
-    /// Client connections beyond this are closed at once, so a connection storm cannot exhaust
-    /// file descriptors needed by the sessions that already work.
+    /// Client connections beyond this are refused at once, so a connection storm cannot exhaust
+    /// file descriptors needed by the sessions that already work. Unset, it is what the
+    /// descriptor limit holds ([`max_connections_for`]), so the default never overcommits.
     pub max_connections: usize,
     /// Bound on connecting to the master for a client session.
     pub connect_timeout: Dur,
@@ -394,6 +395,33 @@ pub struct SentinelConfig {
     pub auth: Option<Auth>,
 }
 
+/// Descriptors kept for everything but client sessions when `max_connections` is derived from
+/// the descriptor limit: the admin listener's connections (up to 1,024, never more than a
+/// quarter of the limit), checks, sentinel links, listeners and the process's own files.
+pub fn descriptor_reserve(limit: u64) -> u64 {
+    64 + (limit / 4).min(crate::admin::MAX_ADMIN_CONNECTIONS as u64)
+}
+
+/// The largest default `max_connections`, reached from a descriptor limit of about 21,000:
+/// beyond it more sessions are an operator's decision, not a default.
+pub const MAX_DEFAULT_CONNECTIONS: usize = 10_000;
+
+/// The default `max_connections` under a descriptor limit: what fits beside the reserve, two
+/// descriptors per session (client and master), at most [`MAX_DEFAULT_CONNECTIONS`].
+pub fn max_connections_for(limit: u64) -> usize {
+    let fits = limit.saturating_sub(descriptor_reserve(limit)) / 2;
+    (fits.min(MAX_DEFAULT_CONNECTIONS as u64) as usize).max(1)
+}
+
+/// The default `max_connections` on this machine: from the hard descriptor limit, which the
+/// proxy raises its soft limit to at start.
+fn default_max_connections() -> usize {
+    match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        Ok((_, hard)) if hard != rlimit::INFINITY => max_connections_for(hard),
+        _ => MAX_DEFAULT_CONNECTIONS,
+    }
+}
+
 /// Upper bound of `threads`. A data-path thread is worth having only while there is a CPU to
 /// run it: past the CPU count threads only add context switches and memory (a runtime and a
 /// stack each, and a thread the system may refuse at start). 1,024 is above any machine this
@@ -409,7 +437,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN.parse().expect("constant address"),
             admin: DEFAULT_ADMIN.parse().expect("constant address"),
             backends: Vec::new(),
-            max_connections: 10_000,
+            max_connections: default_max_connections(),
             connect_timeout: Dur(Duration::from_secs(1)),
             drain_timeout: Dur(Duration::from_secs(2)),
             wait_for_master: Dur(Duration::from_secs(3)),
@@ -942,6 +970,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("key `auth.password_env`"), "{err}");
+    }
+
+    #[test]
+    fn the_default_max_connections_fits_the_descriptor_limit() {
+        for (limit, want) in [
+            (1024, 352),
+            (4096, 1504),
+            (20_000, 9456),
+            (65_536, 10_000),
+            (1 << 20, 10_000),
+            (10, 1),
+        ] {
+            let n = max_connections_for(limit);
+            assert_eq!(n, want, "limit {limit}");
+            if limit > 100 {
+                assert!(n as u64 * 2 + descriptor_reserve(limit) <= limit);
+            }
+        }
     }
 
     #[test]

@@ -309,10 +309,11 @@ async fn run(
 }
 
 /// Raises the soft descriptor limit to the hard one (a session needs two descriptors: client and
-/// master) and warns when even that cannot hold `max_connections` sessions.
+/// master) and warns when even that cannot hold `max_connections` sessions beside the reserve
+/// (admin connections, checks, listeners). The default `max_connections` always fits.
 fn raise_descriptor_limit(max_connections: usize) {
     let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
-    let needed = max_connections as u64 * 2 + 64;
+    let needed = max_connections as u64 * 2 + redis_master_proxy::config::descriptor_reserve(limit);
     if limit > 0 && limit < needed {
         tracing::warn!(
             limit,

@@ -264,8 +264,25 @@ fn connections_over_the_limit_are_refused_like_redis_does_counted_and_logged_at_
 /// Starts `run` with `args` and `env`, and collects its stderr lines until one contains
 /// `needle` (returned) or 20 s pass (`None`); the process is killed either way.
 fn run_until_stderr(args: &[&str], env: &[(&str, &str)], needle: &str) -> (Option<String>, String) {
+    run_wrapped_until_stderr(&[], args, env, needle)
+}
+
+/// [`run_until_stderr`] under a wrapper command (e.g. `prlimit --nofile=…`).
+fn run_wrapped_until_stderr(
+    wrapper: &[&str],
+    args: &[&str],
+    env: &[(&str, &str)],
+    needle: &str,
+) -> (Option<String>, String) {
     use std::io::BufRead;
-    let mut cmd = bin();
+    let mut cmd = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(env!("CARGO_BIN_EXE_redis-master-proxy"));
+            c
+        }
+        None => bin(),
+    };
     cmd.arg("run")
         .args(args)
         .env_remove("RUST_LOG")
@@ -523,4 +540,54 @@ fn flags_are_validated_like_the_file() {
     );
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("timeout = \"80ms\""), "{stdout}");
+}
+
+/// The default `max_connections` is what the descriptor limit holds: under the 20,000 limit
+/// of the machine the proxy starts without the descriptor warning, and `check` shows
+/// the derived value (718 under a 2,000 limit: 2,000 less a reserve of 564, two per session).
+#[test]
+fn the_default_max_connections_fits_the_descriptor_limit_without_a_warning() {
+    let out = Command::new("prlimit")
+        .args(["--nofile=2000:2000", "--"])
+        .arg(env!("CARGO_BIN_EXE_redis-master-proxy"))
+        .args(["check", "--backend", "a:1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("max_connections = 718"), "{stdout}");
+
+    let closed = format!("127.0.0.1:{}", common::free_port());
+    let (found, seen) = run_wrapped_until_stderr(
+        &["prlimit", "--nofile=20000:20000", "--"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--backend",
+            &closed,
+        ],
+        &[],
+        "redis-master-proxy started",
+    );
+    assert!(found.is_some(), "{seen}");
+    assert!(!seen.contains("descriptor limit"), "{seen}");
+    // An explicit value that does not fit is still warned about.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, format!("backends = [\"{closed}\"]\nmax_connections = 10000\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n")).unwrap();
+    let cfg = cfg.display().to_string();
+    let (found, seen) = run_wrapped_until_stderr(
+        &["prlimit", "--nofile=20000:20000", "--"],
+        &["--config", &cfg],
+        &[],
+        "redis-master-proxy started",
+    );
+    assert!(found.is_some(), "{seen}");
+    assert!(seen.contains("descriptor limit cannot hold"), "{seen}");
 }

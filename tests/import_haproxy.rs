@@ -56,7 +56,8 @@ struct Case {
     rise: u32,
     fall: u32,
     connect_timeout_ms: u64,
-    max_connections: usize,
+    /// `None`: not set, so the proxy's default (derived from the descriptor limit).
+    max_connections: Option<usize>,
     /// `None`: no `[auth]`; `Some(user)`: `[auth]` with that `username`.
     auth: Option<Option<&'static str>>,
     warnings: &'static [&'static str],
@@ -78,7 +79,7 @@ const CASES: &[Case] = &[
         rise: 1,
         fall: 1,
         connect_timeout_ms: 3000,
-        max_connections: 20000,
+        max_connections: Some(20000),
         auth: Some(None),
         warnings: &[
             "health.timeout",
@@ -104,7 +105,7 @@ const CASES: &[Case] = &[
         rise: 2,
         fall: 2,
         connect_timeout_ms: 500,
-        max_connections: 3000,
+        max_connections: Some(3000),
         auth: Some(Some("haproxy-check")),
         warnings: &[
             "not mapped: `weight 100` (on server redis-a, redis-b)",
@@ -123,7 +124,7 @@ const CASES: &[Case] = &[
         rise: 2,
         fall: 3,
         connect_timeout_ms: 1000,
-        max_connections: 10000,
+        max_connections: None,
         auth: None,
         warnings: &[
             "`option redis-check` only sends PING",
@@ -145,7 +146,7 @@ const CASES: &[Case] = &[
         rise: 3,
         fall: 2,
         connect_timeout_ms: 2000,
-        max_connections: 10000,
+        max_connections: Some(10000),
         auth: None,
         warnings: &[
             "picked `backend redis_write` because its checks look for role:master",
@@ -162,7 +163,7 @@ const CASES: &[Case] = &[
         rise: 2,
         fall: 3,
         connect_timeout_ms: 3000,
-        max_connections: 10000,
+        max_connections: None,
         auth: Some(None),
         warnings: &[
             "literal AUTH password",
@@ -187,7 +188,7 @@ const CASES: &[Case] = &[
         rise: 2,
         fall: 3,
         connect_timeout_ms: 1000,
-        max_connections: 10000,
+        max_connections: None,
         auth: None,
         warnings: &[
             "`resolvers` and `init-addr` need no setting",
@@ -237,7 +238,9 @@ fn fixtures_convert_to_valid_configs() {
             "{f}: connect_timeout"
         );
         assert_eq!(
-            cfg.max_connections, c.max_connections,
+            cfg.max_connections,
+            c.max_connections
+                .unwrap_or(Config::default().max_connections),
             "{f}: max_connections"
         );
         match (c.auth, &cfg.auth) {
