@@ -62,6 +62,16 @@ pub struct AdminState {
     /// The event subscription to each sentinel, so `/status` shows one that is unreachable or
     /// is not a sentinel at all.
     pub sentinel_links: crate::sentinel::Links,
+    /// The sentinel listener, when `sentinel.listen` is set.
+    pub sentinel_listener: Option<SentinelListener>,
+}
+
+/// What `/status` shows of the sentinel listener.
+pub struct SentinelListener {
+    /// The bound address (with the port the system picked for port 0).
+    pub listen: Option<std::net::SocketAddr>,
+    pub data: Arc<DataPath>,
+    pub status: Arc<ArcSwap<crate::sentinel_route::Status>>,
 }
 
 /// Serves until `stop` fires.
@@ -160,6 +170,15 @@ pub fn route(path: &str, state: &AdminState) -> (u16, &'static str, String) {
                         v
                     })
                     .collect::<Vec<_>>(),
+                "sentinel_listener": state.sentinel_listener.as_ref().map(|l| {
+                    let st = l.status.load();
+                    serde_json::json!({
+                        "listen": l.listen,
+                        "current": st.current,
+                        "sentinels": st.sentinels,
+                        "client_connections": l.data.active.load(Ordering::Relaxed),
+                    })
+                }),
                 "check_rounds": snapshot.rounds,
                 "client_connections": state.data.active.load(Ordering::Relaxed),
                 "shutting_down": state.shutting_down.is_cancelled(),

@@ -305,11 +305,14 @@ struct RawAuth {
 #[derive(Debug, Default, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "`sentinel` to be a table ([sentinel] with addresses, master_name)"
+    expecting = "`sentinel` to be a table ([sentinel] with addresses, master_name, listen)"
 )]
 struct RawSentinel {
     addresses: Option<Vec<HostPort>>,
     master_name: Option<String>,
+    listen: Option<SocketAddr>,
+    check_interval: Option<Dur>,
+    check_timeout: Option<Dur>,
     auth: Option<RawAuth>,
 }
 
@@ -392,8 +395,21 @@ impl Serialize for Auth {
 pub struct SentinelConfig {
     pub addresses: Vec<HostPort>,
     pub master_name: String,
+    /// The sentinel listener: clients connecting here are relayed to one healthy sentinel of
+    /// `addresses` (HAProxy's second frontend, `bind *:26379`). `None`: no such listener.
+    pub listen: Option<SocketAddr>,
+    /// Time between the PING checks of the sentinels the sentinel listener relays to.
+    pub check_interval: Dur,
+    /// Bound on one of those checks; shorter than `check_interval`.
+    pub check_timeout: Dur,
     pub auth: Option<Auth>,
 }
+
+/// Default `sentinel.check_interval`: HAProxy's production sentinel backend used `inter 5s`;
+/// a sentinel listener only needs to notice a dead sentinel before clients give up on it.
+pub const SENTINEL_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// Default `sentinel.check_timeout`.
+pub const SENTINEL_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Descriptors kept for everything but client sessions when `max_connections` is derived from
 /// the descriptor limit: the admin listener's connections (up to 1,024, never more than a
@@ -608,11 +624,7 @@ impl Config {
             }
         }
         cfg.backends = std::mem::take(&mut backends);
-        if cfg.admin == cfg.listen && cfg.listen.port() != 0
-            || cfg.admin.port() == cfg.listen.port()
-                && cfg.listen.port() != 0
-                && (cfg.admin.ip().is_unspecified() || cfg.listen.ip().is_unspecified())
-        {
+        if overlaps(cfg.admin, cfg.listen) {
             return Err(invalid(
                 "admin",
                 format!(
@@ -695,9 +707,39 @@ impl Config {
                     "the name the sentinels monitor (e.g. \"mymaster\") is needed".into(),
                 ));
             }
+            let check_interval = s.check_interval.unwrap_or(Dur(SENTINEL_CHECK_INTERVAL));
+            let check_timeout = s.check_timeout.unwrap_or(Dur(SENTINEL_CHECK_TIMEOUT));
+            if check_interval.0 < Duration::from_millis(10) {
+                return Err(invalid(
+                    "sentinel.check_interval",
+                    "must be at least 10ms".into(),
+                ));
+            }
+            if check_timeout.0.is_zero() || check_timeout.0 >= check_interval.0 {
+                return Err(invalid(
+                    "sentinel.check_timeout",
+                    format!(
+                        "{check_timeout} must be more than 0 and shorter than \
+                         sentinel.check_interval ({check_interval})"
+                    ),
+                ));
+            }
+            if let Some(l) = s.listen {
+                for (key, other) in [("listen", cfg.listen), ("admin", cfg.admin)] {
+                    if overlaps(l, other) {
+                        return Err(invalid(
+                            "sentinel.listen",
+                            format!("{l} overlaps {key} ({other}): it needs its own port"),
+                        ));
+                    }
+                }
+            }
             cfg.sentinel = Some(SentinelConfig {
                 addresses,
                 master_name,
+                listen: s.listen,
+                check_interval,
+                check_timeout,
                 auth: s
                     .auth
                     .map(|a| resolve_auth(a, "sentinel.auth", file))
@@ -711,6 +753,14 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
+}
+
+/// Whether two listen addresses would collide: the same port (not 0, which picks a free one)
+/// on the same address or where either is the wildcard.
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 fn resolve_auth(a: RawAuth, key: &str, file: &str) -> Result<Auth, ConfigError> {
@@ -929,6 +979,14 @@ mod tests {
             (
                 "backends = [\"a:1\"]\n[health]\nrise = \"2\"",
                 &["line 3", "whole number"],
+            ),
+            (
+                "backends = [\"a:1\"]\nlisten = \"0.0.0.0:6379\"\n[sentinel]\naddresses = [\"s:26379\"]\nmaster_name = \"m\"\nlisten = \"0.0.0.0:6379\"",
+                &["sentinel.listen", "overlaps listen"],
+            ),
+            (
+                "backends = [\"a:1\"]\n[sentinel]\naddresses = [\"s:26379\"]\nmaster_name = \"m\"\ncheck_interval = \"1s\"\ncheck_timeout = \"1s\"",
+                &["sentinel.check_timeout", "shorter"],
             ),
             (
                 "backends = [\"a:1\"]\n[health]\ninterval = \"100ms\"",

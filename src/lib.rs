@@ -11,6 +11,8 @@
 //! - [`health`]: one check of one backend (resolve, connect, AUTH, INFO, bounded by a timeout).
 //! - [`election`]: pure rules: rise/fall hysteresis and exactly one master.
 //! - [`sentinel`]: optional second source: failover events and the sentinels' master.
+//! - [`sentinel_route`]: the sentinel listener's route: PING each sentinel, relay its clients
+//!   to one that answers (HAProxy's second frontend, on 26379).
 //! - [`control`]: the loop: start checks each interval, apply each result as it arrives,
 //!   elect, publish, status, metrics.
 //! - [`admin`], [`metrics`]: `/metrics`, `/livez`, `/readyz`, `/status`; metric names.
@@ -51,6 +53,7 @@ pub mod metrics;
 pub mod relay;
 pub mod routing;
 pub mod sentinel;
+pub mod sentinel_route;
 pub mod shutdown;
 pub mod splice;
 pub mod status_cli;

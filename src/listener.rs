@@ -43,8 +43,8 @@ pub struct DataPath {
     pub active: AtomicUsize,
     /// Every session task, so shutdown can wait for them.
     pub sessions: TaskTracker,
-    /// The threads sessions run on.
-    pub workers: Workers,
+    /// The threads sessions run on (shared by the master and sentinel listeners).
+    pub workers: Arc<Workers>,
 }
 
 /// Listen backlog: after a failover every client reconnects at once, and a short queue (the

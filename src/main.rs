@@ -247,9 +247,26 @@ async fn run(
             return EXIT_START;
         }
     };
+    let sentinel_listen = cfg.sentinel.as_ref().and_then(|s| s.listen);
+    let sentinel = match sentinel_listen.map(redis_master_proxy::listener::bind) {
+        None => None,
+        Some(Ok(l)) => Some(l),
+        Some(Err(e)) => {
+            eprintln!(
+                "error: cannot listen on {} (key `sentinel.listen`): {e}",
+                sentinel_listen.map(|a| a.to_string()).unwrap_or_default()
+            );
+            return EXIT_START;
+        }
+    };
     let (client_addr, admin_addr) = match (client.local_addr(), admin.local_addr()) {
         (Ok(c), Ok(a)) => (c, a),
         _ => return EXIT_START,
+    };
+    let sentinel_addr = match sentinel.as_ref().map(|l| l.local_addr()) {
+        None => String::new(),
+        Some(Ok(a)) => format!(" sentinel={a}"),
+        Some(Err(_)) => return EXIT_START,
     };
     let mut signals = match shutdown::Signals::new() {
         Ok(s) => s,
@@ -288,7 +305,7 @@ async fn run(
     // Everything is started: the accept loop runs as soon as `app::run` first yields.
     // One machine-readable line on stdout, so scripts and tests that asked for port 0 learn
     // the ports; everything else is logged on stderr.
-    println!("listening client={client_addr} admin={admin_addr}");
+    println!("listening client={client_addr} admin={admin_addr}{sentinel_addr}");
     let _ = std::io::stdout().flush();
     tracing::info!(
         listen = %client_addr,
@@ -298,7 +315,12 @@ async fn run(
         "redis-master-proxy started"
     );
 
-    let report = app::run(cfg, client, admin, workers, rx).await;
+    let listeners = app::Listeners {
+        client,
+        admin,
+        sentinel,
+    };
+    let report = app::run_with(cfg, listeners, workers, rx).await;
     if report.sessions_left > 0 {
         tracing::warn!(
             sessions = report.sessions_left,

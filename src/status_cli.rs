@@ -84,6 +84,21 @@ pub fn status_table(json: &str) -> Result<String, String> {
                 .unwrap_or_default()
         );
     }
+    if let Some(l) = v.get("sentinel_listener").filter(|x| !x.is_null()) {
+        let sentinels = l["sentinels"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        let up = sentinels
+            .iter()
+            .filter(|x| x["up"].as_bool() == Some(true))
+            .count();
+        let _ = writeln!(
+            out,
+            "sentinel listener {}: relaying to {} ({up}/{} sentinels answer PING), {} client connections",
+            s(&l["listen"]),
+            s(&l["current"]),
+            sentinels.len(),
+            s(&l["client_connections"])
+        );
+    }
     for l in v["sentinel_links"].as_array().into_iter().flatten() {
         let detail = match l["state"].as_str() {
             Some("subscribed") | None => continue,
