@@ -218,18 +218,57 @@ impl FromStr for RelayMode {
 // ---------------------------------------------------------------------------------------------
 // The file format.
 
+/// Reads a whole number that fits `T`, saying so in errors ("expected a whole number from 0 to
+/// 4294967295") instead of naming a Rust type.
+fn count<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64> + Bounded,
+{
+    struct V<T>(std::marker::PhantomData<T>);
+    impl<T: TryFrom<u64> + Bounded> serde::de::Visitor<'_> for V<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a whole number from 0 to {}", T::MAX)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<T, E> {
+            T::try_from(v).map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<T, E> {
+            match u64::try_from(v) {
+                Ok(u) => self.visit_u64(u),
+                Err(_) => Err(E::invalid_value(serde::de::Unexpected::Signed(v), &self)),
+            }
+        }
+    }
+    d.deserialize_u64(V(std::marker::PhantomData)).map(Some)
+}
+
+/// The largest value of a count type, for [`count`]'s message.
+trait Bounded {
+    const MAX: u64;
+}
+impl Bounded for u32 {
+    const MAX: u64 = u32::MAX as u64;
+}
+impl Bounded for usize {
+    const MAX: u64 = usize::MAX as u64;
+}
+
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a TOML table of settings")]
 struct RawConfig {
     listen: Option<SocketAddr>,
     admin: Option<SocketAddr>,
     backends: Option<Vec<HostPort>>,
+    #[serde(default, deserialize_with = "count")]
     max_connections: Option<usize>,
     connect_timeout: Option<Dur>,
     drain_timeout: Option<Dur>,
     wait_for_master: Option<Dur>,
     shutdown_grace: Option<Dur>,
     relay: Option<RelayMode>,
+    #[serde(default, deserialize_with = "count")]
     threads: Option<usize>,
     health: Option<RawHealth>,
     auth: Option<RawAuth>,
@@ -237,17 +276,25 @@ struct RawConfig {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "`health` to be a table ([health] with interval, timeout, rise, fall)"
+)]
 struct RawHealth {
     interval: Option<Dur>,
     timeout: Option<Dur>,
+    #[serde(default, deserialize_with = "count")]
     rise: Option<u32>,
+    #[serde(default, deserialize_with = "count")]
     fall: Option<u32>,
     down_after: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "`auth` to be a table ([auth] or [sentinel.auth] with username, password_env or password_file)"
+)]
 struct RawAuth {
     username: Option<String>,
     password_env: Option<String>,
@@ -257,10 +304,16 @@ struct RawAuth {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "`sentinel` to be a table ([sentinel] with addresses, master_name, listen)"
+)]
 struct RawSentinel {
     addresses: Option<Vec<HostPort>>,
     master_name: Option<String>,
+    listen: Option<SocketAddr>,
+    check_interval: Option<Dur>,
+    check_timeout: Option<Dur>,
     auth: Option<RawAuth>,
 }
 
@@ -277,8 +330,9 @@ pub struct Config {
     pub admin: SocketAddr,
     /// Candidate masters, in config order (the last tie-breaker of the election).
     pub backends: Vec<HostPort>,
-    /// Client connections beyond this are closed at once, so a connection storm cannot exhaust
-    /// file descriptors needed by the sessions that already work.
+    /// Client connections beyond this are refused at once, so a connection storm cannot exhaust
+    /// file descriptors needed by the sessions that already work. Unset, it is what the
+    /// descriptor limit holds ([`max_connections_for`]), so the default never overcommits.
     pub max_connections: usize,
     /// Bound on connecting to the master for a client session.
     pub connect_timeout: Dur,
@@ -314,7 +368,7 @@ pub struct Health {
     pub down_after: Dur,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Auth {
     /// ACL user; `None` sends the one-argument `AUTH password`.
     pub username: Option<String>,
@@ -323,12 +377,76 @@ pub struct Auth {
     pub source: String,
 }
 
+/// Written back as the file had it (`username`, then `password_env` or `password_file`), so
+/// `check`'s output is a config `check` accepts; the password itself is never written.
+impl Serialize for Auth {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        if let Some(u) = &self.username {
+            m.serialize_entry("username", u)?;
+        }
+        if let Some(var) = self.source.strip_prefix("env:") {
+            m.serialize_entry("password_env", var)?;
+        } else if let Some(path) = self.source.strip_prefix("file:") {
+            m.serialize_entry("password_file", path)?;
+        }
+        m.end()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SentinelConfig {
     pub addresses: Vec<HostPort>,
     pub master_name: String,
+    /// The sentinel listener: clients connecting here are relayed to one healthy sentinel of
+    /// `addresses` (HAProxy's second frontend, `bind *:26379`). `None`: no such listener.
+    pub listen: Option<SocketAddr>,
+    /// Time between the PING checks of the sentinels the sentinel listener relays to.
+    pub check_interval: Dur,
+    /// Bound on one of those checks; shorter than `check_interval`.
+    pub check_timeout: Dur,
     pub auth: Option<Auth>,
 }
+
+/// Default `sentinel.check_interval`: HAProxy's production sentinel backend used `inter 5s`;
+/// a sentinel listener only needs to notice a dead sentinel before clients give up on it.
+pub const SENTINEL_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// Default `sentinel.check_timeout`.
+pub const SENTINEL_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Descriptors kept for everything but client sessions when `max_connections` is derived from
+/// the descriptor limit: the admin listener's connections (up to 1,024, never more than a
+/// quarter of the limit), checks, sentinel links, listeners and the process's own files.
+pub fn descriptor_reserve(limit: u64) -> u64 {
+    64 + (limit / 4).min(crate::admin::MAX_ADMIN_CONNECTIONS as u64)
+}
+
+/// The largest default `max_connections`, reached from a descriptor limit of about 21,000:
+/// beyond it more sessions are an operator's decision, not a default.
+pub const MAX_DEFAULT_CONNECTIONS: usize = 10_000;
+
+/// The default `max_connections` under a descriptor limit: what fits beside the reserve, two
+/// descriptors per session (client and master), at most [`MAX_DEFAULT_CONNECTIONS`].
+pub fn max_connections_for(limit: u64) -> usize {
+    let fits = limit.saturating_sub(descriptor_reserve(limit)) / 2;
+    (fits.min(MAX_DEFAULT_CONNECTIONS as u64) as usize).max(1)
+}
+
+/// The default `max_connections` on this machine: from the hard descriptor limit, which the
+/// proxy raises its soft limit to at start.
+fn default_max_connections() -> usize {
+    match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        Ok((_, hard)) if hard != rlimit::INFINITY => max_connections_for(hard),
+        _ => MAX_DEFAULT_CONNECTIONS,
+    }
+}
+
+/// Upper bound of `threads`. A data-path thread is worth having only while there is a CPU to
+/// run it: past the CPU count threads only add context switches and memory (a runtime and a
+/// stack each, and a thread the system may refuse at start). 1,024 is above any machine this
+/// proxy runs on while keeping a typo (`threads = 100000`) from reaching the system's limits.
+pub const MAX_THREADS: usize = 1024;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:16379";
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:8404";
@@ -339,7 +457,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN.parse().expect("constant address"),
             admin: DEFAULT_ADMIN.parse().expect("constant address"),
             backends: Vec::new(),
-            max_connections: 10_000,
+            max_connections: default_max_connections(),
             connect_timeout: Dur(Duration::from_secs(1)),
             drain_timeout: Dur(Duration::from_secs(2)),
             wait_for_master: Dur(Duration::from_secs(3)),
@@ -366,8 +484,65 @@ pub struct Overrides {
     pub admin: Option<SocketAddr>,
     pub backends: Vec<HostPort>,
     pub interval: Option<Dur>,
+    pub timeout: Option<Dur>,
     pub relay: Option<RelayMode>,
     pub threads: Option<usize>,
+}
+
+impl Overrides {
+    /// Writes the flags that are set into the raw file, exactly where the file would have them,
+    /// so one validation sees both.
+    fn apply(&self, raw: &mut RawConfig) {
+        if self.listen.is_some() {
+            raw.listen = self.listen;
+        }
+        if self.admin.is_some() {
+            raw.admin = self.admin;
+        }
+        if !self.backends.is_empty() {
+            raw.backends = Some(self.backends.clone());
+        }
+        if self.relay.is_some() {
+            raw.relay = self.relay;
+        }
+        if self.threads.is_some() {
+            raw.threads = self.threads;
+        }
+        if self.interval.is_some() || self.timeout.is_some() {
+            let h = raw.health.get_or_insert_with(RawHealth::default);
+            if self.interval.is_some() {
+                h.interval = self.interval;
+            }
+            if self.timeout.is_some() {
+                h.timeout = self.timeout;
+            }
+        }
+    }
+
+    /// The flag that set `key`, if one did.
+    fn flag_for(&self, key: &str) -> Option<&'static str> {
+        let set = match key {
+            "listen" => self.listen.is_some(),
+            "admin" => self.admin.is_some(),
+            "backends" => !self.backends.is_empty(),
+            "relay" => self.relay.is_some(),
+            "threads" => self.threads.is_some(),
+            "health.interval" => self.interval.is_some(),
+            "health.timeout" => self.timeout.is_some(),
+            _ => false,
+        };
+        let flag = match key {
+            "listen" => "--listen",
+            "admin" => "--admin",
+            "backends" => "--backend",
+            "relay" => "--relay",
+            "threads" => "--threads",
+            "health.interval" => "--interval",
+            "health.timeout" => "--timeout",
+            _ => return None,
+        };
+        set.then_some(flag)
+    }
 }
 
 impl Config {
@@ -394,30 +569,29 @@ impl Config {
         }
     }
 
-    /// Parses TOML text; `file` names the source in errors.
+    /// Parses TOML text, writes the flags into it, validates the result: the one validation
+    /// behind `check`, `run` and a reload. `file` names the source in errors; a key set by a
+    /// flag is reported with the flag.
     pub fn parse(text: &str, file: &str, o: &Overrides) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             file: file.to_string(),
             message: e.to_string().trim_end().to_string(),
         })?;
+        o.apply(&mut raw);
         let invalid = |key: &str, message: String| ConfigError::Invalid {
             file: file.to_string(),
             key: key.to_string(),
-            message,
+            message: match o.flag_for(key) {
+                Some(flag) => format!("{message} (set by {flag})"),
+                None => message,
+            },
         };
         let d = Config::default();
         let raw_health = raw.health.unwrap_or_default();
-        let interval = o
-            .interval
-            .or(raw_health.interval)
-            .unwrap_or(d.health.interval);
+        let interval = raw_health.interval.unwrap_or(d.health.interval);
         let health = Health {
             interval,
-            // An unset timeout follows a short interval down (to half of it), so
-            // `--interval 200ms` alone is valid.
-            timeout: raw_health
-                .timeout
-                .unwrap_or(Dur(d.health.timeout.0.min(interval.0 / 2))),
+            timeout: raw_health.timeout.unwrap_or(d.health.timeout),
             rise: raw_health.rise.unwrap_or(d.health.rise),
             fall: raw_health.fall.unwrap_or(d.health.fall),
             // Unset, it follows a long interval up: a suspect master gets two more checks.
@@ -427,22 +601,19 @@ impl Config {
                 .0
                 .max(interval.0 * 2))),
         };
-        let mut backends = if o.backends.is_empty() {
-            raw.backends.unwrap_or_default()
-        } else {
-            o.backends.clone()
-        };
+        let timeout_is_default = raw_health.timeout.is_none();
+        let mut backends = raw.backends.unwrap_or_default();
         let mut cfg = Config {
-            listen: o.listen.or(raw.listen).unwrap_or(d.listen),
-            admin: o.admin.or(raw.admin).unwrap_or(d.admin),
+            listen: raw.listen.unwrap_or(d.listen),
+            admin: raw.admin.unwrap_or(d.admin),
             backends: Vec::new(),
             max_connections: raw.max_connections.unwrap_or(d.max_connections),
             connect_timeout: raw.connect_timeout.unwrap_or(d.connect_timeout),
             drain_timeout: raw.drain_timeout.unwrap_or(d.drain_timeout),
             wait_for_master: raw.wait_for_master.unwrap_or(d.wait_for_master),
             shutdown_grace: raw.shutdown_grace.unwrap_or(d.shutdown_grace),
-            relay: o.relay.or(raw.relay).unwrap_or(d.relay),
-            threads: o.threads.or(raw.threads).unwrap_or(d.threads),
+            relay: raw.relay.unwrap_or(d.relay),
+            threads: raw.threads.unwrap_or(d.threads),
             health,
             auth: raw
                 .auth
@@ -465,6 +636,24 @@ impl Config {
             }
         }
         cfg.backends = std::mem::take(&mut backends);
+        if overlaps(cfg.admin, cfg.listen) {
+            return Err(invalid(
+                "admin",
+                format!(
+                    "{} overlaps listen ({}): the admin listener needs its own port",
+                    cfg.admin, cfg.listen
+                ),
+            ));
+        }
+        if cfg.threads > MAX_THREADS {
+            return Err(invalid(
+                "threads",
+                format!(
+                    "{} is more than {MAX_THREADS}; use 0 for one per CPU available",
+                    cfg.threads
+                ),
+            ));
+        }
         if cfg.max_connections == 0 {
             return Err(invalid("max_connections", "must be at least 1".into()));
         }
@@ -476,10 +665,20 @@ impl Config {
             return Err(invalid("health.timeout", "must be more than 0".into()));
         }
         if h.timeout.0 >= h.interval.0 {
+            let interval_from = o
+                .flag_for("health.interval")
+                .map(|f| format!(", set by {f}"))
+                .unwrap_or_default();
+            let default = if timeout_is_default {
+                " (the default; set health.timeout, or --timeout, below the interval)"
+            } else {
+                ""
+            };
             return Err(invalid(
                 "health.timeout",
                 format!(
-                    "{} must be shorter than health.interval ({}), or checks overlap",
+                    "{}{default} must be shorter than health.interval ({}{interval_from}), \
+                     or checks overlap",
                     h.timeout, h.interval
                 ),
             ));
@@ -529,9 +728,39 @@ impl Config {
                     "the name the sentinels monitor (e.g. \"mymaster\") is needed".into(),
                 ));
             }
+            let check_interval = s.check_interval.unwrap_or(Dur(SENTINEL_CHECK_INTERVAL));
+            let check_timeout = s.check_timeout.unwrap_or(Dur(SENTINEL_CHECK_TIMEOUT));
+            if check_interval.0 < Duration::from_millis(10) {
+                return Err(invalid(
+                    "sentinel.check_interval",
+                    "must be at least 10ms".into(),
+                ));
+            }
+            if check_timeout.0.is_zero() || check_timeout.0 >= check_interval.0 {
+                return Err(invalid(
+                    "sentinel.check_timeout",
+                    format!(
+                        "{check_timeout} must be more than 0 and shorter than \
+                         sentinel.check_interval ({check_interval})"
+                    ),
+                ));
+            }
+            if let Some(l) = s.listen {
+                for (key, other) in [("listen", cfg.listen), ("admin", cfg.admin)] {
+                    if overlaps(l, other) {
+                        return Err(invalid(
+                            "sentinel.listen",
+                            format!("{l} overlaps {key} ({other}): it needs its own port"),
+                        ));
+                    }
+                }
+            }
             cfg.sentinel = Some(SentinelConfig {
                 addresses,
                 master_name,
+                listen: s.listen,
+                check_interval,
+                check_timeout,
                 auth: s
                     .auth
                     .map(|a| resolve_auth(a, "sentinel.auth", file))
@@ -545,6 +774,14 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
+}
+
+/// Whether two listen addresses would collide: the same port (not 0, which picks a free one)
+/// on the same address or where either is the wildcard.
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 fn resolve_auth(a: RawAuth, key: &str, file: &str) -> Result<Auth, ConfigError> {
@@ -611,10 +848,12 @@ fn resolve_auth(a: RawAuth, key: &str, file: &str) -> Result<Auth, ConfigError> 
         }
     };
     if password.is_empty() {
-        return Err(invalid(
-            "password_env",
-            format!("the password from {source} is empty"),
-        ));
+        let k = if source.starts_with("file:") {
+            "password_file"
+        } else {
+            "password_env"
+        };
+        return Err(invalid(k, format!("the password from {source} is empty")));
     }
     if let Some(u) = &a.username {
         if u.is_empty() || u.len() > 128 || !u.chars().all(|c| c.is_ascii_graphic()) {
@@ -734,6 +973,50 @@ mod tests {
                 &["sentinel.master_name"],
             ),
             ("backends = [\"a:1\"\n", &["line"]),
+            (
+                "backends = [\"a:1\"]\nthreads = 100000",
+                &["threads", "1024"],
+            ),
+            (
+                "backends = [\"a:1\"]\nlisten = \"127.0.0.1:7000\"\nadmin = \"127.0.0.1:7000\"",
+                &["`admin`", "listen"],
+            ),
+            (
+                "backends = [\"a:1\"]\nlisten = \"0.0.0.0:7000\"\nadmin = \"127.0.0.1:7000\"",
+                &["`admin`"],
+            ),
+            (
+                "backends = [\"a:1\"]\nhealth = 5",
+                &["line 2", "`health` to be a table"],
+            ),
+            (
+                "backends = [\"a:1\"]\nauth = \"x\"",
+                &["line 2", "`auth` to be a table"],
+            ),
+            (
+                "backends = [\"a:1\"]\nsentinel = []",
+                &["`sentinel` to be a table"],
+            ),
+            (
+                "backends = [\"a:1\"]\nthreads = -1",
+                &["line 2", "whole number"],
+            ),
+            (
+                "backends = [\"a:1\"]\n[health]\nrise = \"2\"",
+                &["line 3", "whole number"],
+            ),
+            (
+                "backends = [\"a:1\"]\nlisten = \"0.0.0.0:6379\"\n[sentinel]\naddresses = [\"s:26379\"]\nmaster_name = \"m\"\nlisten = \"0.0.0.0:6379\"",
+                &["sentinel.listen", "overlaps listen"],
+            ),
+            (
+                "backends = [\"a:1\"]\n[sentinel]\naddresses = [\"s:26379\"]\nmaster_name = \"m\"\ncheck_interval = \"1s\"\ncheck_timeout = \"1s\"",
+                &["sentinel.check_timeout", "shorter"],
+            ),
+            (
+                "backends = [\"a:1\"]\n[health]\ninterval = \"100ms\"",
+                &["health.timeout", "500ms", "the default"],
+            ),
         ];
         for (text, needles) in cases {
             let err = parse(text).expect_err(text).to_string();
@@ -743,6 +1026,49 @@ mod tests {
             );
             for n in *needles {
                 assert!(err.contains(n), "{text:?}: error lacks {n:?}: {err}");
+            }
+            for internal in ["Raw", "usize", "u32", "struct"] {
+                assert!(
+                    !err.contains(internal),
+                    "{text:?}: error shows an internal name: {err}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_password_is_reported_under_the_key_that_named_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "\n").unwrap();
+        let text = format!(
+            "backends = [\"a:1\"]\n[auth]\npassword_file = \"{}\"",
+            pw.display()
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("key `auth.password_file`"), "{err}");
+        assert!(err.contains("empty"), "{err}");
+        std::env::set_var("RMP_TEST_EMPTY_PW", "");
+        let err = parse("backends = [\"a:1\"]\n[auth]\npassword_env = \"RMP_TEST_EMPTY_PW\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key `auth.password_env`"), "{err}");
+    }
+
+    #[test]
+    fn the_default_max_connections_fits_the_descriptor_limit() {
+        for (limit, want) in [
+            (1024, 352),
+            (4096, 1504),
+            (20_000, 9456),
+            (65_536, 10_000),
+            (1 << 20, 10_000),
+            (10, 1),
+        ] {
+            let n = max_connections_for(limit);
+            assert_eq!(n, want, "limit {limit}");
+            if limit > 100 {
+                assert!(n as u64 * 2 + descriptor_reserve(limit) <= limit);
             }
         }
     }

@@ -7,7 +7,9 @@
 //! From all the backends it picks the one that serves the Redis master (its checks look for
 //! `role:master`, or a frontend bound to port 6379 uses it) and maps what has a counterpart:
 //! server addresses, `inter`/`fall`/`rise`, the check and connect timeouts, `maxconn`, the
-//! `bind` addresses, and the `AUTH` the checks send. Everything else gets one warning that
+//! `bind` addresses, and the `AUTH` the checks send. A second backend of sentinels (servers or
+//! frontend on 26379) becomes `[sentinel]` with its listener (`sentinel.listen`) and check
+//! interval. Everything else gets one warning that
 //! says why it has no counterpart, so the operator reviews a short list instead of the file.
 //!
 //! A password is never copied: a literal `AUTH` password becomes `password_env` plus a
@@ -33,6 +35,13 @@ pub const HEADER: &str =
 
 /// Redis's port: assumed for a `server` without one, and how the client frontend is recognised.
 const REDIS_PORT: u16 = 6379;
+
+/// Sentinel's port: how a backend of sentinels is recognised (its servers, or the frontend
+/// that reaches it, on this port).
+const SENTINEL_PORT: u16 = 26379;
+/// The name `[sentinel] master_name` gets on import: HAProxy never names the master group,
+/// so the importer writes Sentinel's own default and says so.
+const SENTINEL_MASTER_NAME: &str = "mymaster";
 
 /// What HAProxy uses when a server sets no `inter`, `rise` or `fall`.
 const HAPROXY_INTER: Duration = Duration::from_secs(2);
@@ -99,6 +108,7 @@ pub fn import(text: &str) -> Result<Import, ImportError> {
     map_checks(&secs, pick.backend, &servers, &mut out, &mut w);
     server_notes(&secs, pick.backend, &servers, &mut w);
     scan_unmapped(&secs, &pick, &mut w);
+    map_sentinel(&secs, &pick, &mut out, &mut w);
 
     let (body, auth) = render(&out);
     let toml = format!("{HEADER}\n{body}{auth}");
@@ -742,6 +752,23 @@ struct Pick {
     backend: usize,
     /// The frontend (or listen) section whose `bind` becomes `listen`.
     frontend: Option<usize>,
+    /// A backend (or listen) of sentinels, which becomes `[sentinel]` and its listener.
+    sentinel: Option<usize>,
+}
+
+/// Whether `idx` is a backend of sentinels: every server it has is on port 26379, or a
+/// frontend bound to 26379 sends clients to it.
+fn is_sentinel_backend(secs: &[Section], idx: usize) -> bool {
+    let ports: Vec<u16> = secs[idx]
+        .lines
+        .iter()
+        .filter(|l| l.is(&["server"]))
+        .filter_map(|l| parse_server_addr(l.w(2), 0).ok().map(|(hp, _)| hp.port))
+        .collect();
+    (!ports.is_empty() && ports.iter().all(|&p| p == SENTINEL_PORT))
+        || frontends_of(secs, idx)
+            .into_iter()
+            .any(|f| secs[f].binds().iter().any(|a| a.port() == SENTINEL_PORT))
 }
 
 fn tcp_check_lines(secs: &[Section], idx: usize) -> Vec<&Line> {
@@ -828,11 +855,20 @@ fn choose(secs: &[Section], w: &mut Warnings) -> Result<Pick, ImportError> {
         )
     };
     let backend = candidates[k];
-    if n > 1 {
+    // A backend of sentinels beside it becomes the sentinel listener, not an ignored backend.
+    let sentinel = candidates
+        .iter()
+        .copied()
+        .find(|&i| i != backend && !checks_role_master(secs, i) && is_sentinel_backend(secs, i));
+    if n > 1
+        && candidates
+            .iter()
+            .any(|&i| i != backend && Some(i) != sentinel)
+    {
         let others: Vec<String> = candidates
             .iter()
             .enumerate()
-            .filter(|&(j, _)| j != k)
+            .filter(|&(j, &i)| j != k && Some(i) != sentinel)
             .map(|(j, &i)| {
                 let also = if role[j] {
                     " (it checks role:master too)"
@@ -862,7 +898,11 @@ fn choose(secs: &[Section], w: &mut Warnings) -> Result<Pick, ImportError> {
             secs[backend].label()
         ));
     }
-    Ok(Pick { backend, frontend })
+    Ok(Pick {
+        backend,
+        frontend,
+        sentinel,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -882,6 +922,17 @@ struct Out {
     rise: Option<(u32, String)>,
     fall: Option<(u32, String)>,
     auth: Option<AuthOut>,
+    sentinel: Option<SentinelOut>,
+}
+
+/// `[sentinel]`, from a backend of sentinels.
+struct SentinelOut {
+    /// Which HAProxy sections it came from.
+    origin: String,
+    addresses: Vec<(HostPort, String)>,
+    listen: Option<(SocketAddr, String)>,
+    interval: (Dur, String),
+    timeout: (Dur, String),
 }
 
 struct AuthOut {
@@ -960,6 +1011,118 @@ fn map_listen(secs: &[Section], pick: &Pick, out: &mut Out, w: &mut Warnings) {
             front.label()
         )),
     }
+}
+
+/// Maps a backend of sentinels (HAProxy's second frontend, `bind *:26379`) to `[sentinel]`:
+/// its servers become `addresses`, the frontend's `bind` the sentinel listener, the servers'
+/// `inter` the listener's check interval.
+fn map_sentinel(secs: &[Section], pick: &Pick, out: &mut Out, w: &mut Warnings) {
+    let Some(idx) = pick.sentinel else {
+        return;
+    };
+    let b = &secs[idx];
+    let fronts = frontends_of(secs, idx);
+    let front = fronts
+        .iter()
+        .copied()
+        .find(|&f| secs[f].binds().iter().any(|a| a.port() == SENTINEL_PORT))
+        .or_else(|| fronts.first().copied());
+    let origin = match front {
+        Some(f) if f != idx => format!("{}, reached through {}", b.label(), secs[f].label()),
+        _ => b.label(),
+    };
+    let mut addresses: Vec<(HostPort, String)> = Vec::new();
+    let mut inter: Option<(String, Duration)> = None;
+    for l in b.lines.iter().filter(|l| l.is(&["server"])) {
+        let name = l.w(1).to_string();
+        match parse_server_addr(l.w(2), SENTINEL_PORT) {
+            Ok((hp, _)) if !addresses.iter().any(|(x, _)| *x == hp) => {
+                addresses.push((hp, name.clone()))
+            }
+            Ok(_) => {}
+            Err(e) => w.push(format!(
+                "not mapped: sentinel server `{name}` (line {}), because {e}",
+                l.no
+            )),
+        }
+        let params = server_params(l.words.get(3..).unwrap_or_default(), "server lines");
+        if let Some(p) = params.iter().rev().find(|p| p.kw == "inter") {
+            if let Ok(d) = haproxy_time(p.args.first().map_or("", String::as_str)) {
+                inter.get_or_insert((format!("inter {} ({})", p.args.join(" "), p.src), d));
+            }
+        }
+    }
+    if addresses.is_empty() {
+        w.push(format!(
+            "not mapped: `{}` looks like a backend of sentinels but has no server the proxy can \
+             use",
+            b.label()
+        ));
+        return;
+    }
+    let (note, d) = inter.unwrap_or_else(|| ("HAProxy's default inter".into(), HAPROXY_INTER));
+    let interval = (to_dur(d.clamp(MIN_INTERVAL, MAX_DURATION)), note);
+    let timeout = match lookup(secs, idx, &["timeout", "check"])
+        .and_then(|(l, sec)| haproxy_time(l.w(2)).ok().map(|d| (d, sec.label())))
+    {
+        Some((d, src)) if d < interval.0 .0 && !d.is_zero() => {
+            (to_dur(d), format!("timeout check ({src})"))
+        }
+        Some((d, src)) => {
+            w.push(format!(
+                "sentinel.check_timeout: `timeout check {}` ({src}) is not below the sentinels' \
+                 check interval {}; set to half of it",
+                Dur(d),
+                interval.0
+            ));
+            (Dur(interval.0 .0 / 2), "half of the interval".into())
+        }
+        None => {
+            let d = crate::config::SENTINEL_CHECK_TIMEOUT.min(interval.0 .0 / 2);
+            (Dur(d), "the proxy's default, below the interval".into())
+        }
+    };
+    let listen = front.and_then(|f| {
+        let binds = secs[f].binds();
+        let a = binds
+            .iter()
+            .copied()
+            .find(|a| a.port() == SENTINEL_PORT)
+            .or_else(|| binds.first().copied())?;
+        Some((a, format!("bind in {}", secs[f].label())))
+    });
+    if listen.is_none() {
+        w.push(format!(
+            "no frontend sends clients to `{}`: [sentinel] is set without `listen`, so the \
+             sentinels feed the election but no sentinel listener is opened",
+            b.label()
+        ));
+    }
+    if let Some(l) = lookup(secs, idx, &["balance"]) {
+        w.push(format!(
+            "not mapped: `balance {}` ({}), because the sentinel listener sends every client \
+             to one sentinel that answers PING (any sentinel answers every Sentinel command)",
+            l.0.w(1),
+            b.label()
+        ));
+    }
+    w.push(format!(
+        "sentinel.master_name is set to `{SENTINEL_MASTER_NAME}` (Sentinel's default): HAProxy \
+         does not name the master group; set the name your sentinels monitor \
+         (`sentinel monitor <name> …`)"
+    ));
+    w.push(format!(
+        "`{}` became [sentinel]: its sentinels are also asked for the master and their \
+         failover events move the route within milliseconds",
+        b.label()
+    ));
+    out.sentinel = Some(SentinelOut {
+        origin,
+        addresses,
+        listen,
+        interval,
+        timeout,
+    });
 }
 
 fn is_stats(s: &Section) -> bool {
@@ -2148,6 +2311,47 @@ fn render(out: &Out) -> (String, String) {
     }
     if let Some((n, note)) = &out.fall {
         line(&mut t, "fall", n.to_string(), note);
+    }
+
+    if let Some(sn) = &out.sentinel {
+        let _ = writeln!(
+            t,
+            "\n[sentinel]\n# From {}.\n\
+             # The sentinel listener relays Sentinel clients to a sentinel that answers PING;\n\
+             # the sentinels' failover events also reach the election.",
+            comment(&sn.origin)
+        );
+        t.push_str("addresses = [\n");
+        for (hp, name) in &sn.addresses {
+            let _ = writeln!(
+                t,
+                "  {},  # server {}",
+                toml_str(&hp.to_string()),
+                comment(name)
+            );
+        }
+        t.push_str("]\n");
+        line(
+            &mut t,
+            "master_name",
+            toml_str(SENTINEL_MASTER_NAME),
+            "Sentinel's default name: set the name your sentinels monitor",
+        );
+        if let Some((a, note)) = &sn.listen {
+            line(&mut t, "listen", toml_str(&a.to_string()), note);
+        }
+        line(
+            &mut t,
+            "check_interval",
+            toml_str(&sn.interval.0.to_string()),
+            &sn.interval.1,
+        );
+        line(
+            &mut t,
+            "check_timeout",
+            toml_str(&sn.timeout.0.to_string()),
+            &sn.timeout.1,
+        );
     }
 
     let mut a = String::new();

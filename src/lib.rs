@@ -13,7 +13,10 @@
 //! - [`control`]: the decisions, as one pure state machine ([`control::machine`]; its numbered
 //!   rules are the module doc), and the shell that feeds it check results, sentinel answers and
 //!   events and applies what it decides ([`control::shell`]); the `/status` snapshot.
+//! - [`sentinel_route`]: the sentinel listener's route: PING each sentinel, relay its clients
+//!   to one that answers (HAProxy's second frontend, on 26379).
 //! - [`admin`], [`metrics`]: `/metrics`, `/livez`, `/readyz`, `/status`; metric names.
+//!   [`status_cli`] is the `status` command that reads `/status` and prints a table.
 //!
 //! Data path (one task per client session):
 //! - [`listener`]: bounded accept loop; binds each client to the current route; connects.
@@ -22,7 +25,8 @@
 //! - [`relay`]: both directions until close or drain; copy or splice per direction.
 //! - [`splice`]: the only `unsafe`: `splice(2)` through a pipe, Linux only.
 //!
-//! [`app`] wires them and runs the shutdown sequence; [`shutdown`] maps signals.
+//! [`app`] wires them and runs the shutdown sequence; [`shutdown`] maps signals; [`logging`]
+//! reads the log level in Redis's spellings.
 //! [`haproxy`] converts a HAProxy configuration into this TOML (`import-haproxy`).
 //!
 //! # Glossary
@@ -49,10 +53,13 @@ pub mod haproxy;
 pub mod health;
 pub mod info;
 pub mod listener;
+pub mod logging;
 pub mod metrics;
 pub mod relay;
 pub mod routing;
 pub mod sentinel;
+pub mod sentinel_route;
 pub mod shutdown;
 pub mod splice;
+pub mod status_cli;
 pub mod workers;

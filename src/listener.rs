@@ -4,7 +4,8 @@
 //! The accept loop never ends on an error: `EMFILE`, `ENFILE`, `ENOBUFS` and friends are counted,
 //! logged on the first occurrence, and retried after a backoff that doubles up to one second, so
 //! a descriptor shortage neither spins a core nor stops the proxy. Connections beyond
-//! `max_connections` are closed at once and counted.
+//! `max_connections` get Redis's own `-ERR max number of clients reached` and are closed at
+//! once, counted, and logged at most once per 10 s.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub struct Settings {
     pub connect_timeout: Duration,
     pub drain_timeout: Duration,
     pub wait_for_master: Duration,
+    /// The size of [`DataPath::limit`], for the refusal log.
+    pub max_connections: usize,
 }
 
 /// What the accept loop and its sessions share.
@@ -40,8 +43,8 @@ pub struct DataPath {
     pub active: AtomicUsize,
     /// Every session task, so shutdown can wait for them.
     pub sessions: TaskTracker,
-    /// The threads sessions run on.
-    pub workers: Workers,
+    /// The threads sessions run on (shared by the master and sentinel listeners).
+    pub workers: Arc<Workers>,
 }
 
 /// Listen backlog: after a failover every client reconnects at once, and a short queue (the
@@ -64,6 +67,43 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// What Redis answers a client over its `maxclients` before closing it.
+pub const MAX_CLIENTS_REACHED: &[u8] = b"-ERR max number of clients reached\r\n";
+
+/// At most one log line about refused clients per this period: a connection storm at the limit
+/// must not turn into a log storm.
+pub const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// Logs refusals over `max_connections` at a bounded rate: the first at once, then one line per
+/// [`REFUSAL_LOG_PERIOD`] with the count since the last line.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<tokio::time::Instant>,
+    /// Refusals not yet reported.
+    pending: u64,
+}
+
+impl RefusalLog {
+    fn refused(&mut self, max_connections: usize) {
+        self.pending += 1;
+        let now = tokio::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_PERIOD)
+        {
+            return;
+        }
+        tracing::warn!(
+            refused = self.pending,
+            max_connections,
+            "clients refused: max_connections sessions are open (at most one line per 10s; \
+             connections_refused_total{{reason=\"over_limit\"}} counts them all)"
+        );
+        self.pending = 0;
+        self.last = Some(now);
+    }
+}
+
 const BACKOFF_MIN: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
@@ -71,6 +111,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 pub async fn accept_loop(listener: TcpListener, dp: Arc<DataPath>, stop: CancellationToken) {
     let mut backoff = BACKOFF_MIN;
     let mut failing = false;
+    let mut refusals = RefusalLog::default();
     loop {
         let accepted = tokio::select! {
             biased;
@@ -97,7 +138,11 @@ pub async fn accept_loop(listener: TcpListener, dp: Arc<DataPath>, stop: Cancell
                     }
                     Err(_) => {
                         metrics::counter!(m::REFUSED, "reason" => "over_limit").increment(1);
+                        // Redis's own words, so clients log a reason instead of a bare EOF. The
+                        // send buffer of a fresh socket is empty: the write never waits.
+                        let _ = stream.try_write(MAX_CLIENTS_REACHED);
                         drop(stream);
+                        refusals.refused(dp.settings.load().max_connections);
                     }
                 }
             }

@@ -62,6 +62,9 @@ pub const CHECK_DURATION: &str = "redis_master_proxy_check_duration_seconds";
 pub const CHECK_FAILURES: &str = "redis_master_proxy_check_failures_total";
 /// Gauge, 1 while the sentinel answers. Labels: `sentinel`.
 pub const SENTINEL_UP: &str = "redis_master_proxy_sentinel_up";
+/// Gauge, 1 while a configured sentinel address does not answer as a sentinel that monitors
+/// `sentinel.master_name` (a Redis data port, a wrong master name). Labels: `sentinel`.
+pub const SENTINEL_MISCONFIGURED: &str = "redis_master_proxy_sentinel_misconfigured";
 /// Counter, rounds where the sentinels' master differs from the INFO-based choice.
 pub const SENTINEL_DISAGREEMENTS: &str = "redis_master_proxy_sentinel_disagreements_total";
 /// Counter, failover events received from sentinels. Labels: `event`.

@@ -187,21 +187,160 @@ pub struct Resolved {
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A sentinel that keeps failing is retried at most this rarely: a sentinel restarting is back
+/// within a few tries, and one that is misconfigured or answers garbage costs one connection
+/// every 30 s instead of several a second.
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A subscription that held this long was a working one: its loss starts the backoff over.
+const STABLE: Duration = Duration::from_secs(10);
+
+/// How the event subscription to one sentinel stands: logged on transitions, shown by
+/// `/status` (`sentinel_links`) and, when the address is not a sentinel for our master, counted
+/// by the `sentinel_misconfigured` gauge.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum LinkState {
+    /// Not tried yet.
+    Connecting,
+    /// Confirmed as a sentinel that monitors our master, and subscribed to its events.
+    Subscribed,
+    /// Cannot be reached or dropped the connection (down, refused, timed out, AUTH refused).
+    Unreachable { error: String },
+    /// Answers, but not as a sentinel: e.g. a Redis data port, where `SENTINEL` is an unknown
+    /// command. Its events will never come; this is a configuration error.
+    NotASentinel { reply: String },
+    /// A sentinel that does not monitor `sentinel.master_name` (a typo in the name, or another
+    /// group's sentinels): its events are never about our master.
+    UnknownMaster { master_name: String },
+}
+
+impl LinkState {
+    /// `true` for the states that are the operator's to fix, not a passing outage.
+    pub fn is_misconfigured(&self) -> bool {
+        matches!(
+            self,
+            LinkState::NotASentinel { .. } | LinkState::UnknownMaster { .. }
+        )
+    }
+
+    fn same_kind(&self, other: &LinkState) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+}
+
+/// One link as `/status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LinkStatus {
+    #[serde(flatten)]
+    pub state: LinkState,
+    /// Tries in a row that ended without a stable subscription.
+    pub failures: u32,
+    /// The wait before the next try, while one is pending.
+    pub retry_in_ms: Option<u64>,
+}
+
+/// The state of every sentinel link, shared by the subscription tasks (writers) and the admin
+/// listener (`/status`). Keyed by the address as configured.
+#[derive(Clone, Default)]
+pub struct Links(std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, LinkStatus>>>);
+
+impl Links {
+    /// Forgets every link and starts `addresses` as `Connecting` (a reload may change them).
+    pub fn reset(&self, addresses: &[HostPort]) {
+        if let Ok(mut m) = self.0.lock() {
+            m.clear();
+            for a in addresses {
+                m.insert(
+                    a.to_string(),
+                    LinkStatus {
+                        state: LinkState::Connecting,
+                        failures: 0,
+                        retry_in_ms: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Records `state` for `label` (with the failures so far and the wait before the next
+    /// try); returns the previous state.
+    fn set(
+        &self,
+        label: &str,
+        state: LinkState,
+        failures: u32,
+        retry_in: Option<Duration>,
+    ) -> Option<LinkState> {
+        metrics::gauge!(m::SENTINEL_MISCONFIGURED, "sentinel" => label.to_string())
+            .set(if state.is_misconfigured() { 1.0 } else { 0.0 });
+        let status = LinkStatus {
+            state,
+            failures,
+            retry_in_ms: retry_in.map(|d| d.as_millis() as u64),
+        };
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut m| m.insert(label.to_string(), status))
+            .map(|old| old.state)
+    }
+
+    /// Every link, by address.
+    pub fn snapshot(&self) -> Vec<(String, LinkStatus)> {
+        self.0
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Logs a link's new state when its kind changed (the first failure, a recovery, a different
+/// kind of failure), so a sentinel retried every 30 s for hours logs once, not every try.
+fn log_transition(label: &str, old: Option<&LinkState>, new: &LinkState) {
+    if old.is_some_and(|o| o.same_kind(new)) {
+        tracing::debug!(sentinel = %label, state = ?new, "sentinel link unchanged");
+        return;
+    }
+    match new {
+        LinkState::Connecting => {}
+        LinkState::Subscribed => {
+            tracing::info!(sentinel = %label, "subscribed to sentinel failover events")
+        }
+        LinkState::Unreachable { error } => tracing::warn!(
+            sentinel = %label,
+            error = %error,
+            "no subscription to sentinel events; retrying with backoff (up to 30s)"
+        ),
+        LinkState::NotASentinel { reply } => tracing::warn!(
+            sentinel = %label,
+            reply = %reply,
+            "this address does not answer as a sentinel (a Redis data port?): check \
+             sentinel.addresses; its events are not received"
+        ),
+        LinkState::UnknownMaster { master_name } => tracing::warn!(
+            sentinel = %label,
+            master_name = %master_name,
+            "this sentinel does not monitor sentinel.master_name: check the name; its events \
+             are not received"
+        ),
+    }
+}
 
 /// Keeps a subscription to `sentinel`'s failover events until `stop`, reconnecting with
-/// backoff, and forwards the events about `master_name` to `tx`.
+/// backoff, and forwards the events about `master_name` to `tx`. The link's state is kept in
+/// `links` and logged on transitions.
 pub async fn subscribe_loop(
     sentinel: HostPort,
     auth: Option<Auth>,
     master_name: String,
     connect_timeout: Duration,
     tx: mpsc::Sender<Resolved>,
+    links: Links,
     stop: CancellationToken,
 ) {
     let label = sentinel.to_string();
     let mut backoff = BACKOFF_MIN;
-    let mut logged_down = false;
+    let mut failures = 0u32;
     loop {
         let session = subscribe_once(
             &sentinel,
@@ -209,79 +348,158 @@ pub async fn subscribe_loop(
             &master_name,
             connect_timeout,
             &tx,
+            &links,
             &label,
         );
-        let (connected, err) = tokio::select! {
+        let (subscribed_for, state) = tokio::select! {
             _ = stop.cancelled() => return,
             r = session => r,
         };
-        if connected {
-            backoff = BACKOFF_MIN;
-            logged_down = false;
-        }
-        if !logged_down {
-            tracing::warn!(sentinel = %label, error = %err, "no subscription to sentinel events; retrying with backoff");
-            logged_down = true;
-        }
         metrics::gauge!(m::SENTINEL_UP, "sentinel" => label.clone()).set(0.0);
+        backoff = next_backoff(backoff, subscribed_for);
+        failures = if backoff == BACKOFF_MIN {
+            1
+        } else {
+            failures + 1
+        };
+        let old = links.set(&label, state.clone(), failures, Some(backoff));
+        log_transition(&label, old.as_ref(), &state);
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(backoff) => {}
         }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
 }
 
-/// One subscription session: returns when it fails, with whether it got connected.
+/// The wait before the next try: back to the minimum after a subscription that held
+/// [`STABLE`], else twice the last, up to [`BACKOFF_MAX`]. The first wait is the minimum.
+fn next_backoff(last: Duration, subscribed_for: Option<Duration>) -> Duration {
+    if subscribed_for.is_some_and(|d| d >= STABLE) {
+        BACKOFF_MIN
+    } else {
+        (last * 2).min(BACKOFF_MAX)
+    }
+}
+
+/// Turns the reply to `SENTINEL get-master-addr-by-name` into whether this is a sentinel that
+/// monitors `master_name`: `Ok` for one, the misconfiguration otherwise.
+fn sentinel_reply(frame: &OwnedFrame, master_name: &str) -> Result<(), LinkState> {
+    match frame {
+        OwnedFrame::Array(parts) if parts.len() == 2 => Ok(()),
+        OwnedFrame::Null | OwnedFrame::Array(_) => Err(LinkState::UnknownMaster {
+            master_name: master_name.to_string(),
+        }),
+        OwnedFrame::Error(e) => Err(LinkState::NotASentinel {
+            reply: format!("-{}", e.chars().take(120).collect::<String>()),
+        }),
+        OwnedFrame::SimpleString(_) | OwnedFrame::BulkString(_) | OwnedFrame::Integer(_) => {
+            Err(LinkState::NotASentinel {
+                reply: "a single value, not a master address".into(),
+            })
+        }
+    }
+}
+
+/// One subscription session: confirms the peer is a sentinel that monitors `master_name`
+/// (`SENTINEL get-master-addr-by-name`, on the same connection), subscribes, forwards events.
+/// Returns, when it ends, how long it was subscribed (if it got that far) and the state the
+/// link is in.
 async fn subscribe_once(
     sentinel: &HostPort,
     auth: Option<&Auth>,
     master_name: &str,
     connect_timeout: Duration,
     tx: &mpsc::Sender<Resolved>,
+    links: &Links,
     label: &str,
-) -> (bool, CheckError) {
-    let mut cmd: Vec<&[u8]> = vec![b"SUBSCRIBE"];
-    cmd.extend(CHANNELS.iter().map(|c| c.as_bytes()));
-    let opened = tokio::time::timeout(
-        connect_timeout,
-        health::open(sentinel, auth, &cmd, &|_, _| {}),
-    )
+) -> (Option<Duration>, LinkState) {
+    let unreachable = |e: CheckError| LinkState::Unreachable {
+        error: e.to_string(),
+    };
+    let ask: [&[u8]; 3] = [
+        b"SENTINEL",
+        b"get-master-addr-by-name",
+        master_name.as_bytes(),
+    ];
+    let opened = tokio::time::timeout(connect_timeout, async {
+        let (stream, mut buf) = health::open(sentinel, auth, &ask, &|_, _| {}).await?;
+        let mut stream = stream;
+        let frame = health::read_frame(&mut stream, &mut buf).await?;
+        Ok::<_, CheckError>((stream, buf, frame))
+    })
     .await;
-    let (mut stream, mut buf) = match opened {
+    let (mut stream, mut buf, frame) = match opened {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return (false, e),
-        Err(_) => {
+        // It answered, but with bytes that are not RESP (or far too many of them).
+        Ok(Err(CheckError::Reply(e))) => {
             return (
-                false,
-                CheckError::Timeout {
-                    timeout: connect_timeout,
-                    stage: "subscribing",
+                None,
+                LinkState::NotASentinel {
+                    reply: e.to_string(),
                 },
             )
         }
+        Ok(Err(e)) => return (None, unreachable(e)),
+        Err(_) => {
+            return (
+                None,
+                unreachable(CheckError::Timeout {
+                    timeout: connect_timeout,
+                    stage: "asking the sentinel",
+                }),
+            )
+        }
     };
+    if let Err(state) = sentinel_reply(&frame, master_name) {
+        return (None, state);
+    }
+    let mut cmd: Vec<&[u8]> = vec![b"SUBSCRIBE"];
+    cmd.extend(CHANNELS.iter().map(|c| c.as_bytes()));
+    let mut request = bytes::BytesMut::new();
+    crate::info::encode_command(&mut request, &cmd);
+    if let Err(e) = tokio::io::AsyncWriteExt::write_all(&mut stream, &request).await {
+        return (None, unreachable(CheckError::Io(e.to_string())));
+    }
     // A subscription is quiet until a failover: keepalive finds a peer that vanished.
     let keepalive = socket2::TcpKeepalive::new()
         .with_time(Duration::from_secs(10))
         .with_interval(Duration::from_secs(5));
     let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-    tracing::info!(sentinel = %label, "subscribed to sentinel failover events");
-    metrics::gauge!(m::SENTINEL_UP, "sentinel" => label.to_string()).set(1.0);
+    let mut subscribed: Option<tokio::time::Instant> = None;
+    let since = |s: Option<tokio::time::Instant>| s.map(|t| t.elapsed());
     loop {
         let frame = match health::read_frame(&mut stream, &mut buf).await {
             Ok(f) => f,
-            Err(e) => return (true, e),
+            Err(e) => return (since(subscribed), unreachable(e)),
         };
-        let OwnedFrame::Array(parts) = frame else {
-            continue;
+        let parts = match frame {
+            OwnedFrame::Array(parts) => parts,
+            OwnedFrame::Error(e) if subscribed.is_none() => {
+                return (
+                    None,
+                    LinkState::NotASentinel {
+                        reply: format!("-{}", e.chars().take(120).collect::<String>()),
+                    },
+                )
+            }
+            _ => continue,
         };
         let text = |f: Option<&OwnedFrame>| match f {
             Some(OwnedFrame::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
             _ => String::new(),
         };
-        if text(parts.first()) != "message" {
-            continue; // subscribe confirmations
+        let kind = text(parts.first());
+        if kind == "subscribe" {
+            if subscribed.is_none() {
+                subscribed = Some(tokio::time::Instant::now());
+                let old = links.set(label, LinkState::Subscribed, 0, None);
+                log_transition(label, old.as_ref(), &LinkState::Subscribed);
+                metrics::gauge!(m::SENTINEL_UP, "sentinel" => label.to_string()).set(1.0);
+            }
+            continue;
+        }
+        if kind != "message" {
+            continue;
         }
         let (channel, payload) = (text(parts.get(1)), text(parts.get(2)));
         let Some(event) = parse_event(&channel, &payload, master_name) else {
@@ -304,13 +522,55 @@ async fn subscribe_once(
             sentinel: label.to_string(),
         };
         if tx.send(resolved).await.is_err() {
-            return (true, CheckError::Closed);
+            return (since(subscribed), unreachable(CheckError::Closed));
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn backoff_doubles_to_thirty_seconds_and_restarts_after_a_stable_subscription() {
+        let mut b = BACKOFF_MIN;
+        let mut waits = Vec::new();
+        for _ in 0..12 {
+            b = next_backoff(b, None);
+            waits.push(b.as_millis());
+        }
+        assert_eq!(&waits[..4], &[200, 400, 800, 1600]);
+        assert_eq!(*waits.last().unwrap(), 30_000);
+        // A subscription that dropped at once does not reset it; one that held does.
+        assert_eq!(
+            next_backoff(b, Some(Duration::from_millis(50))),
+            BACKOFF_MAX
+        );
+        assert_eq!(next_backoff(b, Some(STABLE)), BACKOFF_MIN);
+    }
+
+    #[test]
+    fn a_reply_tells_a_sentinel_from_a_data_port_or_a_wrong_name() {
+        let addr = OwnedFrame::Array(vec![
+            OwnedFrame::BulkString(b"10.0.0.1".to_vec()),
+            OwnedFrame::BulkString(b"6379".to_vec()),
+        ]);
+        assert_eq!(sentinel_reply(&addr, "m"), Ok(()));
+        assert_eq!(
+            sentinel_reply(&OwnedFrame::Null, "m"),
+            Err(LinkState::UnknownMaster {
+                master_name: "m".into()
+            })
+        );
+        let data_port = OwnedFrame::Error("ERR unknown command 'SENTINEL'".into());
+        assert!(matches!(
+            sentinel_reply(&data_port, "m"),
+            Err(LinkState::NotASentinel { reply }) if reply.contains("unknown command")
+        ));
+        assert!(sentinel_reply(&OwnedFrame::Integer(1), "m")
+            .unwrap_err()
+            .is_misconfigured());
+    }
+
     use super::*;
 
     fn hp(s: &str) -> HostPort {

@@ -56,25 +56,56 @@ impl Workers {
         }
     }
 
-    /// Starts `n` worker threads, each with its own single-threaded runtime.
+    /// Starts `n` worker threads, each with its own single-threaded runtime. Each runtime is
+    /// built on its own thread, so a thread or runtime the system refuses (a process limit, a
+    /// memory limit) is an error here, never a runtime dropped where it cannot be; the workers
+    /// already started end when the returned error drops them.
     pub fn start(n: usize) -> std::io::Result<Workers> {
         let mut workers = Vec::with_capacity(n);
         for i in 0..n {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let handle = rt.handle().clone();
             let (stop_tx, stop_rx) = oneshot::channel::<()>();
             let (done_tx, done_rx) = oneshot::channel::<()>();
+            let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+            let failed = |what: &str, e: std::io::Error| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot start data-path thread {} of {n}: {what}: {e}",
+                        i + 1
+                    ),
+                )
+            };
             std::thread::Builder::new()
                 .name(format!("data-{i}"))
                 .spawn(move || {
-                    // Runs the sessions spawned onto `handle` until told to stop (or the
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(rt.handle().clone()));
+                    // Runs the sessions spawned onto the handle until told to stop (or the
                     // sender is dropped), then drops them with the runtime.
                     let _ = rt.block_on(stop_rx);
                     drop(rt);
                     let _ = done_tx.send(());
-                })?;
+                })
+                .map_err(|e| failed("the system refused a new thread", e))?;
+            let handle = match ready_rx.recv() {
+                Ok(Ok(h)) => h,
+                Ok(Err(e)) => return Err(failed("cannot build its runtime", e)),
+                Err(_) => {
+                    return Err(failed(
+                        "it ended before starting",
+                        std::io::Error::other("no runtime"),
+                    ))
+                }
+            };
             workers.push(Worker {
                 handle,
                 open: Arc::new(AtomicUsize::new(0)),

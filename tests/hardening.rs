@@ -97,7 +97,12 @@ fn client_that_never_reads_cannot_make_the_proxy_buffer() {
 #[test]
 fn at_the_descriptor_limit_accept_backs_off_and_recovers() {
     let master = RedisNode::master();
-    let toml = common::proxy::config_for(&[master.addr()], common::proxy::FAST_HEALTH);
+    // An explicit max_connections far above what 48 descriptors hold (the default would
+    // fit the limit and refuse clients before the descriptors run out).
+    let toml = common::proxy::config_for(
+        &[master.addr()],
+        &format!("max_connections = 10000\n{}", common::proxy::FAST_HEALTH),
+    );
     let proxy = Proxy::start_wrapped(&toml, &[], &["prlimit", "--nofile=48:48", "--"]);
     proxy.wait_master(&master.addr());
     let mut established = proxy.client();

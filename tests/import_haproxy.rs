@@ -56,13 +56,39 @@ struct Case {
     rise: u32,
     fall: u32,
     connect_timeout_ms: u64,
-    max_connections: usize,
+    /// `None`: not set, so the proxy's default (derived from the descriptor limit).
+    max_connections: Option<usize>,
     /// `None`: no `[auth]`; `Some(user)`: `[auth]` with that `username`.
     auth: Option<Option<&'static str>>,
     warnings: &'static [&'static str],
 }
 
 const CASES: &[Case] = &[
+    Case {
+        fixture: "production_sentinel.cfg",
+        listen: Some("0.0.0.0:6379"),
+        admin: None,
+        backends: &[
+            "redis-v2-0.redis-v2-headless.redis.svc.cluster.local:6379",
+            "redis-v2-1.redis-v2-headless.redis.svc.cluster.local:6379",
+            "redis-v2-2.redis-v2-headless.redis.svc.cluster.local:6379",
+        ],
+        interval_ms: 2000,
+        // timeout check 5s is not below inter 2s: half of it.
+        timeout_ms: 1000,
+        rise: 2,
+        fall: 3,
+        connect_timeout_ms: 5000,
+        max_connections: Some(4096),
+        auth: None,
+        warnings: &[
+            "health.timeout",
+            "not mapped: `balance roundrobin` (backend redis_sentinel)",
+            "sentinel.master_name is set to `mymaster`",
+            "sentinel.check_timeout",
+            "`backend redis_sentinel` became [sentinel]",
+        ],
+    },
     Case {
         fixture: "production.cfg",
         listen: Some("0.0.0.0:6379"),
@@ -78,7 +104,7 @@ const CASES: &[Case] = &[
         rise: 1,
         fall: 1,
         connect_timeout_ms: 3000,
-        max_connections: 20000,
+        max_connections: Some(20000),
         auth: Some(None),
         warnings: &[
             "health.timeout",
@@ -104,7 +130,7 @@ const CASES: &[Case] = &[
         rise: 2,
         fall: 2,
         connect_timeout_ms: 500,
-        max_connections: 3000,
+        max_connections: Some(3000),
         auth: Some(Some("haproxy-check")),
         warnings: &[
             "not mapped: `weight 100` (on server redis-a, redis-b)",
@@ -123,7 +149,7 @@ const CASES: &[Case] = &[
         rise: 2,
         fall: 3,
         connect_timeout_ms: 1000,
-        max_connections: 10000,
+        max_connections: None,
         auth: None,
         warnings: &[
             "`option redis-check` only sends PING",
@@ -145,7 +171,7 @@ const CASES: &[Case] = &[
         rise: 3,
         fall: 2,
         connect_timeout_ms: 2000,
-        max_connections: 10000,
+        max_connections: Some(10000),
         auth: None,
         warnings: &[
             "picked `backend redis_write` because its checks look for role:master",
@@ -162,7 +188,7 @@ const CASES: &[Case] = &[
         rise: 2,
         fall: 3,
         connect_timeout_ms: 3000,
-        max_connections: 10000,
+        max_connections: None,
         auth: Some(None),
         warnings: &[
             "literal AUTH password",
@@ -187,7 +213,7 @@ const CASES: &[Case] = &[
         rise: 2,
         fall: 3,
         connect_timeout_ms: 1000,
-        max_connections: 10000,
+        max_connections: None,
         auth: None,
         warnings: &[
             "`resolvers` and `init-addr` need no setting",
@@ -237,7 +263,9 @@ fn fixtures_convert_to_valid_configs() {
             "{f}: connect_timeout"
         );
         assert_eq!(
-            cfg.max_connections, c.max_connections,
+            cfg.max_connections,
+            c.max_connections
+                .unwrap_or(Config::default().max_connections),
             "{f}: max_connections"
         );
         match (c.auth, &cfg.auth) {
@@ -621,4 +649,58 @@ fn command_exits_2_without_a_usable_backend() {
     let out = run_import(Path::new("/nonexistent/haproxy.cfg"));
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("/nonexistent/haproxy.cfg"));
+}
+
+/// The production HAProxy of issue 12 serves two frontends, the master on 6379 and the
+/// sentinels on 26379: it imports into one TOML with both listeners and the same check rhythm
+/// (the master's `inter 2s fall 3 rise 2`, the sentinels' `inter 5s`), and `check` accepts it.
+#[test]
+fn both_haproxy_frontends_become_one_config() {
+    let got = imported(&fixture("production_sentinel.cfg"));
+    let cfg = validate(&got.toml);
+    assert_eq!(cfg.listen.to_string(), "0.0.0.0:6379");
+    assert_eq!(cfg.health.interval.0, Duration::from_secs(2));
+    assert_eq!((cfg.health.rise, cfg.health.fall), (2, 3));
+    let s = cfg.sentinel.as_ref().expect("[sentinel] imported");
+    assert_eq!(
+        s.listen.map(|a| a.to_string()).as_deref(),
+        Some("0.0.0.0:26379")
+    );
+    assert_eq!(s.check_interval.0, Duration::from_secs(5));
+    assert!(s.check_timeout.0 < s.check_interval.0);
+    let addrs: Vec<String> = s.addresses.iter().map(|a| a.to_string()).collect();
+    assert_eq!(
+        addrs,
+        (0..3)
+            .map(|i| format!("redis-v2-{i}.redis-v2-headless.redis.svc.cluster.local:26379"))
+            .collect::<Vec<_>>()
+    );
+    // The sentinel backend is mapped, not reported as ignored.
+    assert!(
+        !got.warnings.iter().any(|w| w.contains("ignored")),
+        "{}",
+        got.warnings.join("\n")
+    );
+    // And the command itself: import-haproxy, then check on its output.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_redis-master-proxy"))
+        .arg("import-haproxy")
+        .arg(fixtures().join("production_sentinel.cfg"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let toml = dir.path().join("imported.toml");
+    std::fs::write(&toml, &out.stdout).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_redis-master-proxy"))
+        .args(["check", "--config"])
+        .arg(&toml)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("listen = \"0.0.0.0:26379\""), "{stdout}");
 }

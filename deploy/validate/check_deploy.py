@@ -60,7 +60,7 @@ CONFIG_TOP = {"listen", "admin", "backends", "max_connections", "connect_timeout
               "health", "auth", "sentinel"}
 CONFIG_HEALTH = {"interval", "timeout", "rise", "fall", "down_after"}
 CONFIG_AUTH = {"username", "password_env", "password_file"}
-CONFIG_SENTINEL = {"addresses", "master_name", "auth"}
+CONFIG_SENTINEL = {"addresses", "master_name", "auth", "listen", "check_interval", "check_timeout"}
 DURATION_KEYS = {"connect_timeout", "drain_timeout", "wait_for_master", "shutdown_grace"}
 
 RULES_HEADER = """\
@@ -385,6 +385,11 @@ def check_workload(docs, name, cfg_expect_ns):
         aport = int(cfg.get("admin", ":0").rsplit(":", 1)[1])
         check(lport == ports.get("redis") and aport == ports.get("admin"),
               f"{dn}: config listen/admin ports ({lport}/{aport}) match the container ports")
+        slisten = (cfg.get("sentinel") or {}).get("listen")
+        if slisten:
+            sport = int(slisten.rsplit(":", 1)[1])
+            check(sport == ports.get("sentinel") and slisten.startswith("0.0.0.0:"),
+                  f"{dn}: config sentinel.listen port {sport} is the container port `sentinel`, on all pod addresses")
         check(cfg.get("listen", "").startswith("0.0.0.0:") and cfg.get("admin", "").startswith("0.0.0.0:"),
               f"{dn}: config listens on all pod addresses (defaults are loopback-only)")
         for sect in (cfg.get("auth") or {}, (cfg.get("sentinel") or {}).get("auth") or {}):
@@ -416,6 +421,10 @@ def check_workload(docs, name, cfg_expect_ns):
                                      for p in s["spec"]["ports"])]
     check(len(client) == 1, f"{name}: exactly one Service exposes the proxies on 6379 "
                             f"({', '.join(s['metadata']['name'] for s in client)})")
+    if "sentinel" in ports:
+        check(len(client) == 1 and any(resolves_to(p.get("targetPort", p["port"])) == ports["sentinel"]
+                                       and p["port"] == 26379 for p in client[0]["spec"]["ports"]),
+              f"{name}: the client Service also exposes the sentinel listener on 26379")
     if name.startswith("overlays-side-by-side"):
         # The point of this overlay: HAProxy keeps the `redis-master` Service until the cutover.
         check(not any(s["metadata"]["name"] == "redis-master" for s in svcs),
@@ -434,7 +443,8 @@ def check_workload(docs, name, cfg_expect_ns):
         np = nps[0]["spec"]
         check(set(np.get("policyTypes") or []) == {"Ingress", "Egress"}, f"{name}: NetworkPolicy covers ingress and egress")
         in_ports = {resolves_to(p.get("port")) for r in np.get("ingress") or [] for p in r.get("ports") or []}
-        check(in_ports == {6379, 8404}, f"{name}: NetworkPolicy admits 6379 and 8404 only (got {sorted(in_ports)})")
+        want_in = {6379, 8404} | ({ports["sentinel"]} if "sentinel" in ports else set())
+        check(in_ports == want_in, f"{name}: NetworkPolicy admits {sorted(want_in)} only (got {sorted(in_ports)})")
         eg = {(p.get("protocol", "TCP"), p.get("port")) for r in np.get("egress") or [] for p in r.get("ports") or []}
         check({("TCP", 6379), ("TCP", 26379), ("UDP", 53), ("TCP", 53)} <= eg,
               f"{name}: NetworkPolicy lets out Redis 6379, sentinel 26379 and DNS 53/udp+tcp")
@@ -526,6 +536,14 @@ def cmd_config(path):
               f"{path}: three sentinel addresses on 26379")
         check({a.rsplit(":", 1)[0] for a in sa} == {b.rsplit(":", 1)[0] for b in bk},
               f"{path}: sentinels run on the backend pods")
+        if "listen" in s:
+            check(s["listen"] == "0.0.0.0:26379", f"{path}: sentinel.listen is 0.0.0.0:26379 (the Service's sentinel port)")
+        for k in ("check_interval", "check_timeout"):
+            if k in s:
+                try:
+                    parse_duration(s[k])
+                except ValueError as e:
+                    fail(f"{path}: sentinel.{k}: {e}")
     a = cfg.get("auth") or {}
     check(not ("password_env" in a and "password_file" in a), f"{path}: [auth] uses one of password_env/password_file")
     finish()

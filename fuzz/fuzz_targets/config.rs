@@ -81,7 +81,7 @@ fn check_valid(cfg: &Config) {
 
 fn check_round_trip(cfg: &Config) {
     let has_secret = cfg.auth.is_some() || cfg.sentinel.as_ref().is_some_and(|s| s.auth.is_some());
-    let durations = [
+    let mut durations = vec![
         cfg.connect_timeout,
         cfg.drain_timeout,
         cfg.wait_for_master,
@@ -89,6 +89,9 @@ fn check_round_trip(cfg: &Config) {
         cfg.health.interval,
         cfg.health.timeout,
     ];
+    if let Some(s) = &cfg.sentinel {
+        durations.extend([s.check_interval, s.check_timeout]);
+    }
     if has_secret
         || durations
             .iter()
