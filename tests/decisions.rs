@@ -641,3 +641,29 @@ fn distrust_expires() {
     assert!(w.paused(), "believed again");
     assert!(w.m.view(w.now).distrusted.is_empty());
 }
+
+/// A killed master's failover: the events about it hold nothing (it is no candidate) and, when
+/// nothing follows, do not count against the sentinel that sent them.
+#[test]
+fn events_about_a_dead_master_neither_hold_nor_discredit_the_sentinel() {
+    let mut w = started(3);
+    w.event(0, Kind::FailoverUnderWay, 0, Some(1));
+    assert!(w.paused());
+    w.check(0, dead());
+    assert_eq!(w.routed(), None);
+    w.wait(HOLD_MAX + Duration::from_millis(10));
+    w.round(&[dead(), replica(A, 1000), replica(A, 1000)]);
+    assert_eq!(
+        w.m.view(w.now).contradicted[0],
+        0,
+        "the master died: no lie"
+    );
+    w.event(0, Kind::FailoverUnderWay, 0, Some(1));
+    assert!(
+        w.m.view(w.now).holds.is_empty(),
+        "a dead master is not held"
+    );
+    w.round(&[dead(), master(B, A, 1, 1000), replica(B, 1000)]);
+    assert_eq!(w.routed(), Some("n1"));
+    assert!(w.m.view(w.now).distrusted.is_empty());
+}

@@ -722,7 +722,12 @@ impl Machine {
                     subject,
                     at: now,
                 });
-                if !self.holds.iter().any(|h| h.master == master) {
+                // Only a master that still answers as one, and whose history no accepted
+                // promotion has left, needs holding: the rest are no candidates anyway.
+                if self.backends[m].reports_master()
+                    && !self.superseded(m)
+                    && !self.holds.iter().any(|h| h.master == master)
+                {
                     self.holds.push(Hold {
                         master: master.clone(),
                         sentinel,
@@ -815,22 +820,29 @@ impl Machine {
             let h = &self.holds[i];
             if now >= h.since + HOLD_MAX {
                 let h = self.holds.remove(i);
-                if let Some(c) = self.contradicted.get_mut(h.sentinel) {
-                    *c += 1;
-                }
-                self.distrust.push(Distrust {
-                    sentinel: h.sentinel,
-                    master: h.master.clone(),
-                    until: now + DISTRUST_FOR,
-                });
                 notes.push(Note::HoldEnded {
                     master: h.master.clone(),
                     why: HoldEnd::Expired,
                 });
-                notes.push(Note::SentinelContradicted {
-                    sentinel: h.sentinel,
-                    master: h.master,
-                });
+                // Contradicted only if the master still answers as a healthy master: one that
+                // died or hung meanwhile proves the sentinel right, not wrong.
+                let healthy = self
+                    .index(&h.master)
+                    .is_some_and(|m| self.backends[m].healthy_master());
+                if healthy {
+                    if let Some(c) = self.contradicted.get_mut(h.sentinel) {
+                        *c += 1;
+                    }
+                    self.distrust.push(Distrust {
+                        sentinel: h.sentinel,
+                        master: h.master.clone(),
+                        until: now + DISTRUST_FOR,
+                    });
+                    notes.push(Note::SentinelContradicted {
+                        sentinel: h.sentinel,
+                        master: h.master,
+                    });
+                }
             } else {
                 i += 1;
             }

@@ -471,7 +471,7 @@ impl Control {
                 %master,
                 sentinel = %self.sentinel_label(sentinel),
                 event = channel,
-                "failover under way: the master is held (its sessions paused) until a promotion is seen"
+                "failover under way: the master is held (no candidate; its route, if any, paused) until a promotion is seen, for at most 2 s"
             ),
             Note::HoldEnded { master, why } => match why {
                 HoldEnd::Expired => {
