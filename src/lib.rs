@@ -43,6 +43,8 @@
 //! - **hold**: a master named by a sentinel failover event, kept out of the route for at most 2 s
 //!   while the promotion is confirmed.
 
+// `unsafe` lives in one module, `splice`, and nowhere else.
+#![deny(unsafe_code)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod admin;
@@ -60,6 +62,7 @@ pub mod routing;
 pub mod sentinel;
 pub mod sentinel_route;
 pub mod shutdown;
+#[allow(unsafe_code)]
 pub mod splice;
 pub mod status_cli;
 pub mod workers;

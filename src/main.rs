@@ -1,6 +1,8 @@
 //! The `redis-master-proxy` command: parse the CLI, set up logging, load the config, run the
 //! app until a signal, exit.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
