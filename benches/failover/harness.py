@@ -345,7 +345,7 @@ def http_get(port, path, timeout=0.5):
 
 
 def start_proxy(procs, tmp, binary, listen, admin, rports, sports, notes, state, name="proxy",
-                sentinel=True):
+                sentinel=True, ready_path="/readyz"):
     """Start redis-master-proxy as process `name` and wait for /readyz.
 
     sentinel=True: with a [sentinel] section, falling back to none if the build rejects it;
@@ -365,7 +365,7 @@ def start_proxy(procs, tmp, binary, listen, admin, rports, sports, notes, state,
         ready = False
         while now() < deadline and p.poll() is None:
             try:
-                if http_get(admin, "/readyz")[0] == 200:
+                if http_get(admin, ready_path)[0] == 200:
                     ready = True
                     break
             except OSError:
@@ -381,7 +381,8 @@ def start_proxy(procs, tmp, binary, listen, admin, rports, sports, notes, state,
         tail = procs.logtail(name)
         procs.kill(name)
         last_err = "redis-master-proxy %s (exit code %s): %s" % (
-            "exited" if p.poll() is not None else "not ready within 30 s", p.poll(), tail[-800:])
+            "exited" if p.poll() is not None else "no 200 from %s within 30 s" % ready_path, p.poll(),
+            tail[-800:])
         if with_sentinel and p.poll() is not None and "sentinel" in tail.lower():
             state["sentinel_error"] = tail.strip().splitlines()[-1] if tail.strip() else ""
             continue
@@ -401,8 +402,10 @@ class Probe(threading.Thread):
     endpoint bound that connection to (a TCP proxy keeps a connection on one backend).
     """
 
-    def __init__(self, port, run_id, identify=True, max_seconds=300, fresh=False):
+    def __init__(self, port, run_id, identify=True, max_seconds=300, fresh=False,
+                 timeout=PROBE_TIMEOUT):
         super().__init__(daemon=True)
+        self.timeout = timeout
         self.port = port
         self.run_id = run_id
         self.identify = identify
@@ -428,7 +431,7 @@ class Probe(threading.Thread):
             try:
                 if conn is None:
                     phase = "connect"
-                    conn = Conn(HOST, self.port, timeout=PROBE_TIMEOUT)
+                    conn = Conn(HOST, self.port, timeout=self.timeout)
                     if self.identify:
                         phase = "identify"
                         r = conn.call("CONFIG", "GET", "port")

@@ -50,6 +50,7 @@ from harness import (  # noqa: E402
     wait_until, _agreed_master, sentinel_conf,
 )
 import report  # noqa: E402
+import trust  # noqa: E402
 
 MODES = ["switchover", "kill", "hang"]
 TRIGGER_AFTER = 3.0         # seconds of steady writes before the failover is triggered
@@ -82,6 +83,8 @@ def tool_versions(args):
                                 "Cargo.lock"], capture_output=True, text=True).stdout.strip()
         v["git_commit"] = commit + (" (work tree with uncommitted changes in src/ or Cargo.*)"
                                     if dirty else "")
+        v["proxy_src_commit"] = out(["git", "-C", REPO, "log", "-1", "--format=%H %s", "--", "src",
+                                     "Cargo.toml", "Cargo.lock"])[:100] + " (last commit touching src/, Cargo.*)"
     if "proxy" in args.candidates:
         v["proxy_binary"] = args.proxy_bin_source
         v["proxy_version"] = out([args.proxy_bin, "--version"]) if os.path.exists(args.proxy_bin) else "missing"
@@ -426,11 +429,14 @@ def main():
     ap.add_argument("--candidates", default=",".join(CANDIDATES),
                     help="comma-separated, from: %s (default: all)" % ",".join(CANDIDATES))
     ap.add_argument("--modes", default=",".join(MODES),
-                    help="comma-separated, from: %s (default: all)" % ",".join(MODES))
+                    help="comma-separated, from the failover modes %s (default: all three) and the "
+                         "trust modes %s (or `trust` for all five; written to trust.json/trust.md)"
+                         % (",".join(MODES), ",".join(trust.MODES)))
     ap.add_argument("--clients", default=",".join(CLIENTS),
                     help="probes run side by side: persistent (one long-lived connection, replaced "
                          "after an error) and/or fresh (a new connection per write); default both")
-    ap.add_argument("--reps", type=int, default=3, help="repetitions per candidate and mode (default 3)")
+    ap.add_argument("--reps", "--runs", dest="reps", type=int, default=3,
+                    help="repetitions per candidate and mode (default 3)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 1 repetition of the first mode")
     ap.add_argument("--observe", type=float, default=25.0,
                     help="seconds to observe after the trigger (then up to %.0f s more until the "
@@ -458,6 +464,9 @@ def main():
 
     args.candidates = [c.strip() for c in args.candidates.split(",") if c.strip()]
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if "trust" in args.modes:  # shorthand for every trust mode
+        i = args.modes.index("trust")
+        args.modes[i:i + 1] = [m for m in trust.MODES if m not in args.modes]
     args.clients = [c.strip() for c in args.clients.split(",") if c.strip()]
     for c in args.clients:
         if c not in CLIENTS:
@@ -468,7 +477,7 @@ def main():
         if c not in CANDIDATES:
             ap.error("unknown candidate %r" % c)
     for m in args.modes:
-        if m not in MODES:
+        if m not in MODES and m not in trust.MODES:
             ap.error("unknown mode %r" % m)
     if args.quick:
         args.reps = 1
@@ -497,7 +506,15 @@ def main():
         args.proxy_bin = os.path.join(bin_dir, "redis-master-proxy")
         shutil.copy2(args.proxy_bin_source, args.proxy_bin)
     try:
-        return run_all(args)
+        classic = [m for m in args.modes if m in MODES]
+        trusted = [m for m in args.modes if m in trust.MODES]
+        rc = 0
+        if classic:
+            args.modes = classic
+            rc = run_all(args)
+        if trusted:
+            rc = max(rc, run_trust(args, trusted))
+        return rc
     finally:
         if bin_dir:
             shutil.rmtree(bin_dir, ignore_errors=True)
@@ -561,6 +578,52 @@ def run_all(args):
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(md)
     log("wrote %s, results.md%s" % (json_path, ", charts" if charts else ""))
+    if not doc["complete"]:
+        log("partial run: these results are for checking the setup, not for publishing")
+    return 1 if any("error" in r for r in doc["runs"]) else 0
+
+
+
+def run_trust(args, modes):
+    """The trust modes: trust.json, trust.md and trust-<mode>.png in --out."""
+    t_start = time.monotonic()
+    started = datetime.datetime.now(datetime.timezone.utc)
+    doc = {
+        "kind": "trust",
+        "started_utc": started.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": "python3 benches/failover/run.py " + " ".join(sys.argv[1:]),
+        "settings": {
+            "candidates": args.candidates, "modes": modes, "reps": args.reps, "clients": args.clients,
+            "variants": {m: trust.MODES[m] for m in modes},
+            "probe_interval_s": PROBE_INTERVAL, "probe_timeout_s": PROBE_TIMEOUT,
+            "poll_period_s": POLL_PERIOD, "warmup_s": trust.WARMUP,
+            "idle_sessions": trust.IDLE_SESSIONS,
+            "slow_probe_timeout_s": trust.SLOW_PROBE_TIMEOUT,
+        },
+        "complete": (set(args.candidates) == set(CANDIDATES) and set(modes) == set(trust.MODES)
+                     and set(args.clients) == set(CLIENTS) and args.reps >= 3),
+        "versions": tool_versions(args),
+        "runs": [],
+    }
+    if trust.run_all(args, modes, doc):
+        log("interrupted; writing what was measured")
+        doc["complete"] = False
+        doc["interrupted"] = True
+    doc["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    doc["duration_s"] = round(time.monotonic() - t_start)
+    json_path = os.path.join(args.out, "trust.json")
+    with open(json_path, "w") as f:
+        json.dump(doc, f, separators=(",", ":"))
+    charts = []
+    if not args.no_charts:
+        try:
+            make_charts(json_path, args.out)
+            charts = [m for m in modes if os.path.exists(os.path.join(args.out, "trust-%s.png" % m))]
+        except Exception as e:  # noqa: BLE001
+            log("charts skipped: %s" % e)
+    with open(os.path.join(args.out, "trust.md"), "w") as f:
+        f.write(report.render_trust(doc, charts))
+    log("wrote %s, trust.md%s (%d s)" % (json_path, ", charts" if charts else "", doc["duration_s"]))
     if not doc["complete"]:
         log("partial run: these results are for checking the setup, not for publishing")
     return 1 if any("error" in r for r in doc["runs"]) else 0
