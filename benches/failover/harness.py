@@ -383,7 +383,8 @@ def start_proxy(procs, tmp, binary, listen, admin, rports, sports, notes, state,
         last_err = "redis-master-proxy %s (exit code %s): %s" % (
             "exited" if p.poll() is not None else "no 200 from %s within 30 s" % ready_path, p.poll(),
             tail[-800:])
-        if with_sentinel and p.poll() is not None and "sentinel" in tail.lower():
+        if with_sentinel and p.poll() is not None and "sentinel" in tail.lower() \
+                and "already in use" not in tail:
             state["sentinel_error"] = tail.strip().splitlines()[-1] if tail.strip() else ""
             continue
         break

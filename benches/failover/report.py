@@ -611,7 +611,7 @@ def _trust_notes(w, mode, rs):
         if mode == "lying-sentinel" and "error" not in r:
             lies = r.get("lies", [])
             w("- run %d: %d false announcements (at %s s); routes: %s" % (
-                r["rep"], len(lies), ", ".join(sorted({_cell(x[0]) for x in lies})) or "–",
+                r["rep"], len(lies), ", ".join(_cell(x) for x in sorted({x[0] for x in lies})) or "–",
                 _routes_text(r)))
         if mode == "rdb-restart" and "error" not in r:
             n = r.get("restarted_node", {})

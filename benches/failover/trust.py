@@ -351,7 +351,7 @@ class Run:
         self.run_id = "%s-%s-%d-%d" % (mode, variant, rep, int(time.time()))
         self.tmp = tempfile.mkdtemp(prefix="trust-%s-%s-" % (mode, variant))
         self.procs = Procs(self.tmp)
-        self._ports = free_ports(20)
+        self._used_ports = set()
         self.threads = []
         self.rports, self.sports, self.names = [], [], {}
         self.endpoints = {}   # label -> {"port", "admin", "watch", "idle", "probes", ...}
@@ -364,7 +364,14 @@ class Run:
                     "candidates": candidates, "notes": [], "endpoints": {}}
 
     def port(self):
-        return self._ports.pop()
+        """A free port, picked when it is about to be bound: picked early, an outgoing
+        connection of this run could take it first."""
+        for _ in range(20):
+            p = free_ports(1)[0]
+            if p not in self._used_ports:
+                self._used_ports.add(p)
+                return p
+        raise RuntimeError("no free port")
 
     def mark(self, key, t=None):
         self.marks[key] = now() if t is None else t
@@ -397,11 +404,20 @@ class Run:
                     self.start_proxy(name, with_sentinel, sentinel_addrs, ready_path)
 
     def start_proxy(self, name, with_sentinel, sentinel_addrs=None, ready_path="/readyz"):
-        port, admin = self.port(), self.port()
-        state = {}
-        ep = start_proxy(self.procs, self.tmp, self.args.proxy_bin, port, admin, self.rports,
-                         sentinel_addrs or self.sports, self.res["notes"], state, name=name,
-                         sentinel=with_sentinel, ready_path=ready_path)
+        for attempt in range(3):
+            port, admin = self.port(), self.port()
+            try:
+                ep = start_proxy(self.procs, self.tmp, self.args.proxy_bin, port, admin,
+                                 self.rports, sentinel_addrs or self.sports, self.res["notes"], {},
+                                 name=name, sentinel=with_sentinel, ready_path=ready_path)
+                break
+            except RuntimeError as e:
+                # A port picked free can be taken by an outgoing connection before the
+                # proxy binds it: pick others.
+                if "Address already in use" not in str(e) or attempt == 2:
+                    raise
+                self.res["notes"].append("%s: a picked port was taken meanwhile; retried on "
+                                         "other ports" % name)
         self.endpoints[name] = {"port": port, "admin": admin, "config": ep["config"],
                                 "sentinel": ep["sentinel"], "started": now()}
         return self.endpoints[name]
