@@ -573,6 +573,17 @@ impl Config {
     /// behind `check`, `run` and a reload. `file` names the source in errors; a key set by a
     /// flag is reported with the flag.
     pub fn parse(text: &str, file: &str, o: &Overrides) -> Result<Config, ConfigError> {
+        Config::parse_env(text, file, o, &|var| std::env::var(var).ok())
+    }
+
+    /// [`Config::parse`] with the environment given as a lookup (`password_env` reads it), so
+    /// tests need not change the process's environment while other tests run.
+    pub fn parse_env(
+        text: &str,
+        file: &str,
+        o: &Overrides,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let mut raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             file: file.to_string(),
             message: e.to_string().trim_end().to_string(),
@@ -617,7 +628,7 @@ impl Config {
             health,
             auth: raw
                 .auth
-                .map(|a| resolve_auth(a, "auth", file))
+                .map(|a| resolve_auth(a, "auth", file, env))
                 .transpose()?,
             sentinel: None,
         };
@@ -763,7 +774,7 @@ impl Config {
                 check_timeout,
                 auth: s
                     .auth
-                    .map(|a| resolve_auth(a, "sentinel.auth", file))
+                    .map(|a| resolve_auth(a, "sentinel.auth", file, env))
                     .transpose()?,
             });
         }
@@ -784,7 +795,12 @@ fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
         && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
-fn resolve_auth(a: RawAuth, key: &str, file: &str) -> Result<Auth, ConfigError> {
+fn resolve_auth(
+    a: RawAuth,
+    key: &str,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Auth, ConfigError> {
     let invalid = |k: &str, message: String| ConfigError::Invalid {
         file: file.to_string(),
         key: format!("{key}.{k}"),
@@ -821,7 +837,7 @@ fn resolve_auth(a: RawAuth, key: &str, file: &str) -> Result<Auth, ConfigError> 
                     format!("`{var}` is not an environment variable name"),
                 ));
             }
-            let v = std::env::var(&var).map_err(|_| {
+            let v = env(&var).ok_or_else(|| {
                 invalid(
                     "password_env",
                     format!("environment variable `{var}` is not set"),
@@ -1048,10 +1064,14 @@ mod tests {
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("key `auth.password_file`"), "{err}");
         assert!(err.contains("empty"), "{err}");
-        std::env::set_var("RMP_TEST_EMPTY_PW", "");
-        let err = parse("backends = [\"a:1\"]\n[auth]\npassword_env = \"RMP_TEST_EMPTY_PW\"")
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse_env(
+            "backends = [\"a:1\"]\n[auth]\npassword_env = \"RMP_TEST_EMPTY_PW\"",
+            "test.toml",
+            &Overrides::default(),
+            &|_| Some(String::new()),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("key `auth.password_env`"), "{err}");
     }
 
@@ -1115,8 +1135,15 @@ mod tests {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
                 // Shipped configs read the password from an env var that may be unset here.
-                std::env::set_var("REDIS_PASSWORD", "example");
-                Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                let text = std::fs::read_to_string(&path).unwrap();
+                let env = |v: &str| (v == "REDIS_PASSWORD").then(|| "example".to_string());
+                Config::parse_env(
+                    &text,
+                    &path.display().to_string(),
+                    &Overrides::default(),
+                    &env,
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
                 n += 1;
             }
         }

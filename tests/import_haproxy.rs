@@ -18,11 +18,11 @@ fn fixture(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Validates like `check` does, with the password variable set (every test sets the same
-/// value, so tests running in parallel agree).
+/// Validates like `check` does, with the password variable set (in the lookup handed to the
+/// parser: the process environment is left alone while tests run in parallel).
 fn validate(toml: &str) -> Config {
-    std::env::set_var(PASSWORD_ENV, "test-password");
-    Config::parse(toml, "imported", &Overrides::default())
+    let env = |v: &str| (v == PASSWORD_ENV).then(|| "test-password".to_string());
+    Config::parse_env(toml, "imported", &Overrides::default(), &env)
         .unwrap_or_else(|e| panic!("the import does not validate: {e}\n{toml}"))
 }
 
