@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion};
-use redis_master_proxy::control::machine::{Input, Machine, Named, Outcome, Params};
+use redis_master_proxy::control::machine::{Answer, Input, Machine, Named, Outcome, Params};
 use redis_master_proxy::info::{parse_info_reply, take_frame, ReplicationInfo};
 use redis_master_proxy::routing::{DrainMode, RouteTable};
 
@@ -69,10 +69,10 @@ fn decide(c: &mut Criterion) {
         outcome: Outcome::Reply(info.clone()),
         latency: std::time::Duration::from_micros(200),
     };
-    let named = Some(Some(Named {
+    let named = Answer::Names(Named {
         label: "a:1".into(),
         backend: Some(0),
-    }));
+    });
     machine.handle(Input::SentinelAnswers(vec![named.clone(); 3]), t0);
     for (i, info) in [&m, &r, &r].into_iter().enumerate() {
         machine.handle(check(i, info), t0);

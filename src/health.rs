@@ -8,7 +8,7 @@
 //! Redis) is caught by the timeout.
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -18,8 +18,9 @@ use tokio::net::TcpStream;
 use crate::config::{Auth, HostPort};
 use crate::info::{self, ReplicationInfo, ReplyError};
 
-/// Why a check failed. [`CheckError::reason`] is the bounded metric label.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// Why a check failed. [`CheckError::reason`] is the bounded metric label. I/O errors keep
+/// their source (shared, so a report can be cloned into `/status`).
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum CheckError {
     #[error("cannot resolve {host}: {message}")]
     Resolve { host: String, message: String },
@@ -28,9 +29,13 @@ pub enum CheckError {
     /// The proxy itself is out of descriptors or memory: says nothing about the backend, so it
     /// does not count against it.
     #[error("the proxy cannot open a check connection: {0}")]
-    Local(String),
-    #[error("cannot connect to {addr}: {message}")]
-    Connect { addr: SocketAddr, message: String },
+    Local(#[source] Arc<std::io::Error>),
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
     #[error("no answer within {timeout:?} (while {stage})")]
     Timeout {
         timeout: Duration,
@@ -42,7 +47,7 @@ pub enum CheckError {
     #[error("connection reset by the backend")]
     Reset,
     #[error("I/O error: {0}")]
-    Io(String),
+    Io(#[source] Arc<std::io::Error>),
     #[error("AUTH refused: {0}")]
     Auth(String),
     #[error("{0}")]
@@ -125,7 +130,7 @@ pub async fn check(backend: &HostPort, auth: Option<&Auth>, timeout: Duration) -
 fn io_error(e: std::io::Error) -> CheckError {
     match e.kind() {
         std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => CheckError::Reset,
-        _ => CheckError::Io(e.to_string()),
+        _ => CheckError::Io(Arc::new(e)),
     }
 }
 
@@ -148,11 +153,11 @@ pub(crate) async fn open(
             e.raw_os_error(),
             Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
         ) {
-            CheckError::Local(e.to_string())
+            CheckError::Local(Arc::new(e))
         } else {
             CheckError::Connect {
                 addr,
-                message: e.to_string(),
+                source: Arc::new(e),
             }
         }
     })?;

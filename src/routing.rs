@@ -177,13 +177,9 @@ impl RouteTable {
     }
 
     /// Makes `target` the route (or withdraws it with `None`), then drains the previous route.
-    /// Returns the new route when anything changed; publishing the same backend and address
-    /// again is a no-op, so sessions are never drained for nothing.
-    pub fn publish(
-        &self,
-        target: Option<(Arc<str>, SocketAddr)>,
-        mode: DrainMode,
-    ) -> Option<Option<Arc<Route>>> {
+    /// Returns whether anything changed: publishing the same backend and address again is a
+    /// no-op, so sessions are never drained for nothing.
+    pub fn publish(&self, target: Option<(Arc<str>, SocketAddr)>, mode: DrainMode) -> bool {
         let mut epoch = self.publish_lock.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.current.load_full();
         let same = match (&old, &target) {
@@ -192,7 +188,7 @@ impl RouteTable {
             _ => false,
         };
         if same {
-            return None;
+            return false;
         }
         *epoch += 1;
         let new = target.map(|(backend, addr)| {
@@ -206,7 +202,7 @@ impl RouteTable {
                 gate: watch::Sender::new(false),
             })
         });
-        self.current.store(new.clone());
+        self.current.store(new);
         if let Some(old) = old {
             old.mode.store(mode as u8, Ordering::Release);
             if mode == DrainMode::Graceful {
@@ -217,7 +213,7 @@ impl RouteTable {
             old.drain.cancel();
         }
         self.changed.send_replace(*epoch);
-        Some(new)
+        true
     }
 
     /// Pauses (`true`) or resumes the current route's sessions; returns whether that changed
@@ -273,20 +269,17 @@ mod tests {
     fn publish_swaps_then_drains_the_old_route() {
         let t = RouteTable::default();
         assert!(t.load().is_none());
-        t.publish(target("a", 1), DrainMode::Graceful).unwrap();
+        assert!(t.publish(target("a", 1), DrainMode::Graceful));
         let a = t.load().unwrap();
         assert_eq!(a.epoch, 1);
-        assert!(
-            t.publish(target("a", 1), DrainMode::Graceful).is_none(),
-            "no-op"
-        );
+        assert!(!t.publish(target("a", 1), DrainMode::Graceful), "no-op");
         assert!(!a.is_drained());
-        t.publish(target("b", 2), DrainMode::Immediate).unwrap();
+        assert!(t.publish(target("b", 2), DrainMode::Immediate));
         assert!(a.is_drained());
         assert_eq!(a.drain_mode(), DrainMode::Immediate);
         let b = t.load().unwrap();
         assert_eq!((b.epoch, &*b.backend), (2, "b"));
-        t.publish(None, DrainMode::Graceful).unwrap();
+        assert!(t.publish(None, DrainMode::Graceful));
         assert!(b.is_drained() && t.load().is_none());
         assert_eq!(t.epoch(), 3);
     }

@@ -458,7 +458,7 @@ async fn subscribe_once(
     let mut request = bytes::BytesMut::new();
     crate::info::encode_command(&mut request, &cmd);
     if let Err(e) = tokio::io::AsyncWriteExt::write_all(&mut stream, &request).await {
-        return (None, unreachable(CheckError::Io(e.to_string())));
+        return (None, unreachable(CheckError::Io(std::sync::Arc::new(e))));
     }
     // A subscription is quiet until a failover: keepalive finds a peer that vanished.
     let keepalive = socket2::TcpKeepalive::new()

@@ -104,7 +104,7 @@ pub async fn ping(
         let (mut stream, mut buf) = health::open(sentinel, auth, &[b"PING"], &|_, _| {}).await?;
         let addr = stream
             .peer_addr()
-            .map_err(|e| CheckError::Io(e.to_string()))?;
+            .map_err(|e| CheckError::Io(std::sync::Arc::new(e)))?;
         match health::read_frame(&mut stream, &mut buf).await? {
             OwnedFrame::SimpleString(s) if s == b"PONG" => Ok(addr),
             OwnedFrame::Error(e) => Err(CheckError::Reply(crate::info::ReplyError::Redis(e))),
@@ -173,7 +173,7 @@ pub async fn run(
                 .map(|(name, addr)| (Arc::from(name.as_str()), addr)),
             DrainMode::Immediate,
         );
-        if changed.is_some() {
+        if changed {
             match &next {
                 Some((name, addr)) => {
                     tracing::info!(sentinel = %name, address = %addr, "sentinel listener: relaying to this sentinel")

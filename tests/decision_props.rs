@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use redis_master_proxy::control::machine::{
-    Effect, Input, Machine, Named, Outcome, Params, HOLD_MAX,
+    Answer, Effect, Input, Machine, Named, Outcome, Params, HOLD_MAX,
 };
 use redis_master_proxy::info::{ReplicationInfo, Role};
 use redis_master_proxy::sentinel::Kind;
@@ -297,13 +297,13 @@ fn input(h: &History, a: &Act) -> Input {
         Act::Answers(names) => Input::SentinelAnswers(
             names
                 .iter()
-                .map(|a| {
-                    a.map(|k| {
-                        k.map(|k| Named {
-                            label: addr(k).to_string(),
-                            backend: (k < h.n).then_some(k),
-                        })
-                    })
+                .map(|a| match a {
+                    None => Answer::Unreachable,
+                    Some(None) => Answer::NoMaster,
+                    Some(Some(k)) => Answer::Names(Named {
+                        label: addr(*k).to_string(),
+                        backend: (*k < h.n).then_some(*k),
+                    }),
                 })
                 .collect(),
         ),

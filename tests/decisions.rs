@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis_master_proxy::control::machine::{
-    Effect, Input, Machine, Named, Note, Outcome, Params, DISTRUST_FOR, HOLD_MAX, ORPHAN_AFTER,
+    Answer, Effect, Input, Machine, Named, Note, Outcome, Params, DISTRUST_FOR, HOLD_MAX,
+    ORPHAN_AFTER,
 };
 use redis_master_proxy::info::{ReplicationInfo, Role};
 use redis_master_proxy::routing::DrainMode;
@@ -163,11 +164,12 @@ impl World {
     fn sentinels_name(&mut self, names: &[Option<usize>]) {
         let answers = names
             .iter()
-            .map(|n| {
-                Some(n.map(|i| Named {
-                    label: addr(i).to_string(),
-                    backend: Some(i),
-                }))
+            .map(|n| match n {
+                Some(i) => Answer::Names(Named {
+                    label: addr(*i).to_string(),
+                    backend: Some(*i),
+                }),
+                None => Answer::NoMaster,
             })
             .collect();
         self.feed(Input::SentinelAnswers(answers));
@@ -566,12 +568,12 @@ fn split_brain_fleet_chooses_the_same_master_whenever_it_started() {
 fn one_reachable_sentinel_is_no_majority() {
     let mut w = World::new(3, 3);
     w.feed(Input::SentinelAnswers(vec![
-        Some(Some(Named {
+        Answer::Names(Named {
             label: addr(1).to_string(),
             backend: Some(1),
-        })),
-        None,
-        None,
+        }),
+        Answer::Unreachable,
+        Answer::Unreachable,
     ]));
     w.round(&[master(A, ZERO, 0, 10), master(B, ZERO, 1, 5), replica(B, 5)]);
     assert_eq!(
@@ -581,15 +583,15 @@ fn one_reachable_sentinel_is_no_majority() {
     );
     let mut w = World::new(3, 3);
     w.feed(Input::SentinelAnswers(vec![
-        Some(Some(Named {
+        Answer::Names(Named {
             label: addr(0).to_string(),
             backend: Some(0),
-        })),
-        Some(Some(Named {
+        }),
+        Answer::Names(Named {
             label: addr(0).to_string(),
             backend: Some(0),
-        })),
-        None,
+        }),
+        Answer::Unreachable,
     ]));
     w.round(&[master(A, ZERO, 0, 10), master(B, ZERO, 1, 5), replica(B, 5)]);
     assert_eq!(w.routed(), Some("n0"), "two of three is a majority");

@@ -71,6 +71,16 @@ pub struct Named {
     pub backend: Option<usize>,
 }
 
+/// What one sentinel answered to `SENTINEL get-master-addr-by-name`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer<T = Named> {
+    /// It did not answer (down, timed out, or not a sentinel).
+    Unreachable,
+    /// It knows no master by that name.
+    NoMaster,
+    Names(T),
+}
+
 /// Something that happened, as the shell saw it.
 #[derive(Clone, Debug)]
 pub enum Input {
@@ -81,9 +91,8 @@ pub enum Input {
         outcome: Outcome,
         latency: Duration,
     },
-    /// One entry per configured sentinel: `None` when it did not answer, `Some(None)` when it
-    /// knows no master.
-    SentinelAnswers(Vec<Option<Option<Named>>>),
+    /// One entry per configured sentinel.
+    SentinelAnswers(Vec<Answer>),
     SentinelEvent {
         /// Index of the sentinel in the configuration.
         sentinel: usize,
@@ -404,7 +413,7 @@ pub struct Machine {
     /// Contradicted holds per sentinel (rule 8), for `status`.
     contradicted: Vec<u32>,
     superseded: VecDeque<Superseded>,
-    answers: Vec<Option<Option<Named>>>,
+    answers: Vec<Answer>,
     answered: bool,
     ready: bool,
     uncorroborated: Vec<(Arc<str>, Arc<str>)>,
@@ -471,7 +480,7 @@ impl Machine {
     pub fn new(backends: Vec<Arc<str>>, params: Params) -> Machine {
         Machine {
             contradicted: vec![0; params.sentinels],
-            answers: vec![None; params.sentinels],
+            answers: vec![Answer::Unreachable; params.sentinels],
             params,
             backends: backends.into_iter().map(Backend::new).collect(),
             route: None,
@@ -505,7 +514,7 @@ impl Machine {
             }
             Input::SentinelAnswers(answers) => {
                 let mut answers = answers;
-                answers.resize(self.params.sentinels, None);
+                answers.resize(self.params.sentinels, Answer::Unreachable);
                 self.answers = answers;
                 self.answered = true;
             }
@@ -588,7 +597,7 @@ impl Machine {
             self.seen.clear();
             self.distrust.clear();
             self.contradicted = vec![0; params.sentinels];
-            self.answers = vec![None; params.sentinels];
+            self.answers = vec![Answer::Unreachable; params.sentinels];
             self.answered = false;
         }
         self.params = params;
@@ -752,7 +761,14 @@ impl Machine {
 
     /// Rule 9: the master more than half of the configured sentinels name.
     fn majority(&self) -> Option<&Named> {
-        let named: Vec<&Named> = self.answers.iter().flatten().flatten().collect();
+        let named: Vec<&Named> = self
+            .answers
+            .iter()
+            .filter_map(|a| match a {
+                Answer::Names(n) => Some(n),
+                _ => None,
+            })
+            .collect();
         named
             .iter()
             .find(|a| {
@@ -1255,7 +1271,11 @@ impl Machine {
             sentinel_backend: majority
                 .and_then(|m| m.backend)
                 .map(|i| self.backends[i].name.to_string()),
-            sentinels_answering: self.answers.iter().filter(|a| a.is_some()).count(),
+            sentinels_answering: self
+                .answers
+                .iter()
+                .filter(|a| **a != Answer::Unreachable)
+                .count(),
             sentinel_disagrees: self.disagreed,
         }
     }

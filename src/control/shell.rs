@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::machine::{Effect, HoldEnd, Input, Machine, Named, Note, Outcome, Params};
+use super::machine::{Answer, Effect, HoldEnd, Input, Machine, Named, Note, Outcome, Params};
 use super::status::{BackendStatus, Decisions, MasterStatus, SentinelStatus, Status};
 use crate::config::{Config, HostPort};
 use crate::health::{self, CheckError};
@@ -33,7 +33,7 @@ pub const FAST_INTERVAL: Duration = Duration::from_millis(50);
 /// A finished piece of control-plane I/O.
 enum Done {
     Check(HostPort, health::Report),
-    Sentinels(Vec<Option<Option<HostPort>>>),
+    Sentinels(Vec<Answer<HostPort>>),
 }
 
 /// The control loop.
@@ -298,19 +298,19 @@ impl Control {
 
     /// Maps each sentinel's answer to a configured backend (by name, or by resolved address, so
     /// IPs that sentinels announce match host names in the config).
-    async fn map_answers(&self, answers: Vec<Option<Option<HostPort>>>) -> Input {
+    async fn map_answers(&self, answers: Vec<Answer<HostPort>>) -> Input {
         let mut out = Vec::with_capacity(answers.len());
         for a in answers {
             out.push(match a {
-                None => None,
-                Some(None) => Some(None),
-                Some(Some(hp)) => {
+                Answer::Names(hp) => {
                     let addr = health::resolve(&hp).await.ok();
-                    Some(Some(Named {
+                    Answer::Names(Named {
                         backend: self.backend_of(Some(&hp), addr),
                         label: hp.to_string(),
-                    }))
+                    })
                 }
+                Answer::NoMaster => Answer::NoMaster,
+                Answer::Unreachable => Answer::Unreachable,
             });
         }
         Input::SentinelAnswers(out)
@@ -340,7 +340,7 @@ impl Control {
     /// Asks every configured sentinel for the master, concurrently with the checks.
     fn query_sentinels(
         &self,
-    ) -> impl std::future::Future<Output = Vec<Option<Option<HostPort>>>> + 'static {
+    ) -> impl std::future::Future<Output = Vec<Answer<HostPort>>> + 'static {
         let sc = self.cfg.sentinel.clone();
         let timeout = self.cfg.health.timeout.0;
         async move {
@@ -353,11 +353,12 @@ impl Control {
                     (i, addr, r)
                 });
             }
-            let mut answers = vec![None; sc.addresses.len()];
+            let mut answers = vec![Answer::Unreachable; sc.addresses.len()];
             while let Some(Ok((i, addr, r))) = set.join_next().await {
                 let label = addr.to_string();
                 match r {
-                    Ok(a) => answers[i] = Some(a),
+                    Ok(Some(hp)) => answers[i] = Answer::Names(hp),
+                    Ok(None) => answers[i] = Answer::NoMaster,
                     Err(e) => {
                         tracing::debug!(sentinel = %label, error = %e, "sentinel query failed");
                         metrics::gauge!(m::SENTINEL_UP, "sentinel" => label).set(0.0);
