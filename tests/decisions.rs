@@ -669,3 +669,25 @@ fn events_about_a_dead_master_neither_hold_nor_discredit_the_sentinel() {
     assert_eq!(w.routed(), Some("n1"));
     assert!(w.m.view(w.now).distrusted.is_empty());
 }
+
+/// A real failover slower than the hold: the hold expires and the route resumes, but the
+/// promotion that follows is still corroborated by the event that announced it, and the
+/// sentinel that led it is trusted again.
+#[test]
+fn failover_slower_than_the_hold_is_still_followed() {
+    let mut w = started(3);
+    w.event(0, Kind::FailoverUnderWay, 0, Some(1));
+    assert!(w.paused());
+    w.wait(HOLD_MAX + Duration::from_millis(100));
+    w.round(&healthy());
+    assert!(!w.paused(), "the hold is bounded");
+    assert_eq!(w.m.view(w.now).distrusted.len(), 1);
+    w.wait(Duration::from_millis(900));
+    w.round(&[
+        master(A, ZERO, 1, 2000),
+        master(B, A, 0, 2000),
+        replica(A, 2000),
+    ]);
+    assert_eq!(w.routed(), Some("n1"), "corroborated by the earlier event");
+    assert!(w.m.view(w.now).distrusted.is_empty(), "proved right");
+}

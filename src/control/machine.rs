@@ -803,11 +803,13 @@ impl Machine {
             return Some("an earlier acceptance");
         }
         if self.params.sentinels > 0 && self.majority().is_some() {
+            // Events are remembered only from trusted sentinels (rule 8), and one that arrived
+            // before its sentinel was distrusted still counts: a failover slower than the hold
+            // is still a failover.
             let event = self.seen.iter().any(|e| {
                 e.master == mb.name
                     && e.subject.as_ref().is_none_or(|s| *s == pb.name)
                     && now.saturating_duration_since(e.at) <= CORROBORATION_WINDOW
-                    && !self.distrusted(e.sentinel, &e.master, now)
             });
             if event {
                 return Some("a sentinel failover event");
@@ -932,6 +934,15 @@ impl Machine {
                             successor_gone_since: None,
                         });
                         let from = self.backends[m].name.clone();
+                        // The promotion proves right whoever announced it.
+                        let cleared: Vec<usize> = self
+                            .seen
+                            .iter()
+                            .filter(|e| e.master == from)
+                            .map(|e| e.sentinel)
+                            .collect();
+                        self.distrust
+                            .retain(|d| !(d.master == from && cleared.contains(&d.sentinel)));
                         self.note(Note::PromotionAccepted {
                             promoted: successor,
                             from,
