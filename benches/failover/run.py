@@ -51,7 +51,9 @@ from benches.harness.cluster import (  # noqa: E402
 )
 from benches.harness.endpoints import start_haproxy  # noqa: E402
 from benches.harness.pollers import NodePoller, SentinelEvents  # noqa: E402
-from benches.harness.procs import HOST, REPO, Procs, free_ports, log, now, wait_until  # noqa: E402
+from benches.harness.procs import (  # noqa: E402
+    HOST, REPO, Procs, free_ports, log, now, sigterm_interrupts, wait_until,
+)
 from benches.harness.resp import Conn, info_repl, redis_call  # noqa: E402
 from benches.harness.tools import first_line, require_tools, run_chart, sha256_file, src_dirty  # noqa: E402
 
@@ -286,18 +288,10 @@ def run_once(args, candidate, mode, rep, cand_state):
     except Exception as e:  # noqa: BLE001 - recorded, the next run goes on
         res["error"] = "%s: %s" % (type(e).__name__, e)
         res["traceback"] = traceback.format_exc()[-3000:]
-        for name in list(procs.items):
-            res.setdefault("logs", {})[name] = procs.logtail(name, 1500)
+        res["logs"] = procs.logtails()
     finally:
-        for t in threads:
-            t.stop_evt.set()
-        procs.kill_all()
-        for t in threads:
-            t.join(timeout=3)
-        if args.keep_tmp:
+        if procs.close(threads, keep=args.keep_tmp):
             res["tmp"] = tmp
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     return res
 
 
@@ -440,9 +434,7 @@ def main():
         ap.error("--observe must be between 5 and 120 seconds")
     args.proxy_bin = os.path.abspath(args.proxy_bin)
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt()
-    signal.signal(signal.SIGTERM, on_term)
+    sigterm_interrupts()
 
     if args.build and "proxy" in args.candidates:
         args.proxy_bin, args.built_commit = build_proxy(args.build)

@@ -21,7 +21,6 @@ endpoints, probes, pollers, the fake sentinel) comes from benches/harness and pr
 
 import json
 import os
-import shutil
 import socket
 import tempfile
 import threading
@@ -394,13 +393,8 @@ class Run:
             if "idle" in ep:
                 for c, _ in ep["idle"].conns:
                     c.close()
-        self.procs.kill_all()
-        for t in self.threads:
-            t.join(timeout=3)
-        if self.args.keep_tmp:
+        if self.procs.close(self.threads, keep=self.args.keep_tmp):
             self.res["tmp"] = self.tmp
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def _became(poller, t_from, role):
@@ -709,8 +703,7 @@ def run_one(args, mode, variant, rep, candidates):
     except Exception as e:  # noqa: BLE001 - recorded, the next run goes on
         run.res["error"] = "%s: %s" % (type(e).__name__, e)
         run.res["traceback"] = traceback.format_exc()[-3000:]
-        for name in list(run.procs.items):
-            run.res.setdefault("logs", {})[name] = run.procs.logtail(name, 1500)
+        run.res["logs"] = run.procs.logtails()
     finally:
         run.close()
     if "error" not in run.res:

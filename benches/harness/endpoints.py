@@ -3,8 +3,9 @@ and HAProxy with the production-style `role:master` tcp-check it replaces."""
 
 import csv
 import io
-import os
 import http.client
+import os
+import shutil
 import socket
 import subprocess
 
@@ -64,6 +65,22 @@ def start_proxy(procs, tmp, binary, admin, toml_text, name="proxy", env=None, ar
     except RuntimeError as e:
         raise RuntimeError("redis-master-proxy %s: %s" % (e, procs.logtail(name, 1500)))
     return p
+
+
+def stop_proxy(procs, res, log_copy, name="proxy"):
+    """The proxy's last promises: SIGTERM ends it with status 0 (res["proxy_exit_on_sigterm"])
+    and its log mentions no panic; each broken one goes to res["broken"]. Copies the log to
+    `log_copy`. Returns (the log's lines, the panic lines)."""
+    code = procs.terminate(name, timeout=15)
+    res["proxy_exit_on_sigterm"] = code
+    if code != 0:
+        res["broken"].append("the proxy exited with %s on SIGTERM (expected 0)" % code)
+    lines = procs.log_lines(name)
+    shutil.copy(procs.logpath(name), log_copy)
+    panics = [ln for ln in lines if "panic" in ln.lower()]
+    if panics:
+        res["broken"].append("the proxy log mentions a panic: %s" % panics[0][:300])
+    return lines, panics
 
 
 def metric_lines(body):

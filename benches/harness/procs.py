@@ -8,6 +8,7 @@ import ctypes
 import datetime
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -142,6 +143,30 @@ class Procs:
                     pass
         for name in reversed(list(self.items)):
             self.kill(name)
+
+    def logtails(self, n=1500):
+        """The end of every process's log, by name (for a failed run's report)."""
+        return {name: self.logtail(name, n) for name in self.items}
+
+    def close(self, threads=(), keep=False, join_timeout=3):
+        """The end of a run: stops the observer threads, kills every process, joins the threads
+        and removes the temp dir, or keeps it and returns its path."""
+        for t in threads:
+            t.stop_evt.set()
+        self.kill_all()
+        for t in threads:
+            t.join(timeout=join_timeout)
+        if keep:
+            return self.tmp
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return None
+
+
+def sigterm_interrupts():
+    """SIGTERM raises KeyboardInterrupt in the main thread, so every finally runs."""
+    def on_term(signum, frame):
+        raise KeyboardInterrupt()
+    signal.signal(signal.SIGTERM, on_term)
 
 
 def free_ports(n):

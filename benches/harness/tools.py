@@ -4,6 +4,7 @@ names, and the Python that draws the charts."""
 
 import datetime
 import hashlib
+import json
 import os
 import platform
 import resource
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 
-from .procs import REPO, log
+from .procs import REPO, log, raise_nofile, sigterm_interrupts
 
 INSTALL = "benches/install.sh"
 DEFAULT_BIN = os.path.join(REPO, "target", "release", "redis-master-proxy")
@@ -44,6 +45,33 @@ def private_copy(binary):
     dst = os.path.join(d, "redis-master-proxy")
     shutil.copy2(binary, dst)
     return d, dst
+
+
+def run_with_proxy(args, tools, run, install=INSTALL):
+    """An entry point that tests the proxy: SIGTERM interrupts, the tools are checked, the proxy
+    is built (unless args.no_build) and copied, the descriptor limit raised; returns
+    run(args, binary), removing the copy afterwards."""
+    sigterm_interrupts()
+    require_tools(tools, install)
+    if not args.no_build:
+        build_release()
+    bin_dir, binary = private_copy(os.path.abspath(args.proxy_bin))
+    raise_nofile()
+    try:
+        return run(args, binary)
+    finally:
+        shutil.rmtree(bin_dir, ignore_errors=True)
+
+
+def write_report(out, stem, res, md, also=()):
+    """<out>/<stem>.json (everything measured) and <stem>.md (the report, also printed)."""
+    with open(os.path.join(out, stem + ".json"), "w") as f:
+        json.dump(res, f, indent=1, default=str)
+    with open(os.path.join(out, stem + ".md"), "w") as f:
+        f.write(md)
+    print()
+    print(md)
+    log("wrote %s" % ", ".join([os.path.join(out, stem + ".json"), stem + ".md"] + list(also)))
 
 
 def first_line(argv):

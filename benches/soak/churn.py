@@ -30,7 +30,6 @@ import multiprocessing
 import os
 import resource
 import selectors
-import shutil
 import signal
 import socket
 import sys
@@ -42,14 +41,14 @@ if __package__ in (None, ""):  # run as a file: import from the repository root
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benches.harness.cluster import replicas_online, start_redis  # noqa: E402
-from benches.harness.endpoints import metric, proxy_toml, scrape_metrics, start_proxy  # noqa: E402
+from benches.harness.endpoints import (  # noqa: E402
+    metric, proxy_toml, scrape_metrics, start_proxy, stop_proxy,
+)
 from benches.harness.pollers import ProcSampler  # noqa: E402
 from benches.harness.procfs import nofile_limits, proc_sample, settled_sample  # noqa: E402
-from benches.harness.procs import HOST, REPO, Procs, free_ports, log, now, raise_nofile, wait_until  # noqa: E402
+from benches.harness.procs import HOST, REPO, Procs, free_ports, log, now, wait_until  # noqa: E402
 from benches.harness.resp import redis_call  # noqa: E402
-from benches.harness.tools import (  # noqa: E402
-    DEFAULT_BIN, build_release, private_copy, require_tools, run_versions,
-)
+from benches.harness.tools import DEFAULT_BIN, run_versions, run_with_proxy, write_report  # noqa: E402
 
 PING = b"*1\r\n$4\r\nPING\r\n"
 PONG = b"+PONG\r\n"
@@ -417,19 +416,7 @@ def main():
     if not (1 <= args.max_conns <= 100000) or not (1 <= args.cycles <= 10):
         ap.error("--max-conns must be 1..100000 and --cycles 1..10")
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt()
-    signal.signal(signal.SIGTERM, on_term)
-
-    require_tools(["redis-server"])
-    if not args.no_build:
-        build_release()
-    bin_dir, binary = private_copy(os.path.abspath(args.proxy_bin))
-    raise_nofile()
-    try:
-        return run(args, binary)
-    finally:
-        shutil.rmtree(bin_dir, ignore_errors=True)
+    return run_with_proxy(args, ["redis-server"], run)
 
 
 def run(args, binary):
@@ -468,17 +455,9 @@ def run(args, binary):
             res["broken"].append("the proxy no longer answers PING at the end")
         res["metrics_end"] = {k: v for k, v in scrape_metrics(admin_port).items()
                               if "connections" in k or "accept_errors" in k}
-        code = procs.terminate("proxy", timeout=15)
-        res["proxy_exit_on_sigterm"] = code
-        if code != 0:
-            res["broken"].append("the proxy exited with %s on SIGTERM (expected 0)" % code)
-        lines = procs.log_lines("proxy")
-        shutil.copy(procs.logpath("proxy"), os.path.join(args.out, "churn-proxy.log"))
-        panics = [ln for ln in lines if "panic" in ln.lower()]
+        lines, panics = stop_proxy(procs, res, os.path.join(args.out, "churn-proxy.log"))
         res["proxy_log"] = {"lines": len(lines), "panic_lines": panics[:20],
                             "warn_or_error": [ln[:300] for ln in lines if " WARN " in ln or " ERROR " in ln][:30]}
-        if panics:
-            res["broken"].append("the proxy log mentions a panic: %s" % panics[0][:300])
         exit_code = 1 if res["broken"] else 0
     except KeyboardInterrupt:
         res["error"] = "interrupted"
@@ -486,22 +465,12 @@ def run(args, binary):
         res["error"] = "%s: %s" % (type(e).__name__, e)
         res["traceback"] = traceback.format_exc()[-3000:]
         log("error: %s" % res["error"])
-        res["logs"] = {name: procs.logtail(name, 1500) for name in procs.items}
+        res["logs"] = procs.logtails()
     finally:
-        procs.kill_all()
-        if args.keep_tmp:
+        if procs.close(keep=args.keep_tmp):
             res["tmp"] = tmp
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     res["exit_code"] = exit_code
-    with open(os.path.join(args.out, "churn.json"), "w") as f:
-        json.dump(res, f, indent=1, default=str)
-    md = render(res)
-    with open(os.path.join(args.out, "churn.md"), "w") as f:
-        f.write(md)
-    print()
-    print(md)
-    log("wrote %s/churn.json, churn.md, churn-proxy.log" % args.out)
+    write_report(args.out, "churn", res, render(res), also=["churn-proxy.log"])
     return exit_code
 
 

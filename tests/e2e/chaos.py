@@ -34,7 +34,6 @@ import json
 import os
 import re
 import select
-import shutil
 import signal
 import socket
 import sys
@@ -50,18 +49,18 @@ from benches.harness.cluster import (  # noqa: E402
     MASTER_NAME, agreed_master, replicas_caught_up, replicas_online, sentinels_ready, start_redis,
     start_sentinel,
 )
-from benches.harness.endpoints import http_get, metric, proxy_toml, scrape_metrics, start_proxy  # noqa: E402
+from benches.harness.endpoints import (  # noqa: E402
+    http_get, metric, proxy_toml, scrape_metrics, start_proxy, stop_proxy,
+)
 from benches.harness.pollers import NodePoller, ProcSampler, SentinelEvents  # noqa: E402
 from benches.harness.procfs import settled_sample, smaps_rollup  # noqa: E402
 from benches.harness.procs import (  # noqa: E402
-    HOST, REPO, Procs, free_ports, log, now, raise_nofile, wait_until, wall,
+    HOST, REPO, Procs, free_ports, log, now, wait_until, wall,
 )
 from benches.harness.resp import (  # noqa: E402
     Conn, ConnectionClosed, RespError, encode, info_repl, pairs_to_dict, redis_call,
 )
-from benches.harness.tools import (  # noqa: E402
-    DEFAULT_BIN, build_release, private_copy, require_tools, run_versions,
-)
+from benches.harness.tools import DEFAULT_BIN, run_versions, run_with_proxy, write_report  # noqa: E402
 
 KINDS = ["planned", "kill", "hang", "stall"]
 HANG_FOR = 10.0           # hang: SIGCONT this long after SIGSTOP
@@ -924,19 +923,7 @@ def main():
     if not (20 <= args.duration <= 24 * 3600):
         ap.error("--duration must be between 20 s and 24 h")
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt()
-    signal.signal(signal.SIGTERM, on_term)
-
-    require_tools(["redis-server", "redis-sentinel"], install="scripts/install-deps.sh")
-    if not args.no_build:
-        build_release()
-    bin_dir, binary = private_copy(os.path.abspath(args.proxy_bin))
-    raise_nofile()
-    try:
-        return run(args, binary)
-    finally:
-        shutil.rmtree(bin_dir, ignore_errors=True)
+    return run_with_proxy(args, ["redis-server", "redis-sentinel"], run, install="scripts/install-deps.sh")
 
 
 def run(args, binary):
@@ -1070,18 +1057,10 @@ def run(args, binary):
         analyse(res, cl, final, clients, chaos, procs, sub_events, pollers, t0)
 
         # Graceful stop: SIGTERM must end the proxy with status 0.
-        code = procs.terminate("proxy", timeout=15)
-        res["proxy_exit_on_sigterm"] = code
-        if code != 0:
-            res["broken"].append("the proxy exited with %s on SIGTERM (expected 0)" % code)
-        lines = procs.log_lines("proxy")
-        shutil.copy(procs.logpath("proxy"), os.path.join(args.out, "chaos-proxy.log"))
-        panics = [ln for ln in lines if "panic" in ln.lower()]
+        lines, panics = stop_proxy(procs, res, os.path.join(args.out, "chaos-proxy.log"))
         res["proxy_log"] = {"lines": len(lines), "panic_lines": panics[:20],
                             "warn": sum(1 for ln in lines if " WARN " in ln),
                             "error": sum(1 for ln in lines if " ERROR " in ln)}
-        if panics:
-            res["broken"].append("the proxy log mentions a panic: %s" % panics[0][:300])
         exit_code = 1 if res["broken"] else 0
     except KeyboardInterrupt:
         res["error"] = "interrupted"
@@ -1090,31 +1069,16 @@ def run(args, binary):
         res["error"] = "%s: %s" % (type(e).__name__, e)
         res["traceback"] = traceback.format_exc()[-3000:]
         log("error: %s" % res["error"])
-        for name in list(procs.items):
-            res.setdefault("logs", {})[name] = procs.logtail(name, 1500)
+        res["logs"] = procs.logtails()
     finally:
         # A second SIGTERM (from `timeout`, or a second Ctrl-C) must not cut the cleanup short.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for t in threads:
-            t.stop_evt.set()
-        procs.kill_all()
-        for t in threads:
-            t.join(timeout=5)
-        if args.keep_tmp:
+        if procs.close(threads, keep=args.keep_tmp, join_timeout=5):
             res["tmp"] = tmp
             log("kept %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     res["exit_code"] = exit_code
-    with open(os.path.join(args.out, "chaos.json"), "w") as f:
-        json.dump(res, f, indent=1, default=str)
-    md = render(res)
-    with open(os.path.join(args.out, "chaos.md"), "w") as f:
-        f.write(md)
-    print()
-    print(md)
-    log("wrote %s/chaos.json, chaos.md, chaos-proxy.log" % args.out)
+    write_report(args.out, "chaos", res, render(res), also=["chaos-proxy.log"])
     return exit_code
 
 
