@@ -464,6 +464,22 @@ def main():
             shutil.rmtree(bin_dir, ignore_errors=True)
 
 
+def write_doc(args, doc, name, pngs):
+    """Writes the results document to --out and draws its charts (unless --no-charts).
+    Returns (its path, the modes of `pngs` {mode: file} whose chart was drawn)."""
+    json_path = os.path.join(args.out, name)
+    with open(json_path, "w") as f:
+        json.dump(doc, f, separators=(",", ":"))
+    charts = []
+    if not args.no_charts:
+        try:
+            run_chart(os.path.join(HERE, "chart.py"), json_path, args.out)
+            charts = [m for m, png in pngs.items() if os.path.exists(os.path.join(args.out, png))]
+        except Exception as e:  # noqa: BLE001
+            log("charts skipped: %s" % e)
+    return json_path, charts
+
+
 def run_all(args):
     started = datetime.datetime.now(datetime.timezone.utc)
     doc = {
@@ -508,16 +524,7 @@ def run_all(args):
         doc["complete"] = False
         doc["interrupted"] = True
     doc["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    json_path = os.path.join(args.out, "results.json")
-    with open(json_path, "w") as f:
-        json.dump(doc, f, separators=(",", ":"))
-    charts = []
-    if not args.no_charts:
-        try:
-            run_chart(os.path.join(HERE, "chart.py"), json_path, args.out)
-            charts = [m for m in args.modes if os.path.exists(os.path.join(args.out, m + ".png"))]
-        except Exception as e:  # noqa: BLE001
-            log("charts skipped: %s" % e)
+    json_path, charts = write_doc(args, doc, "results.json", {m: m + ".png" for m in args.modes})
     md = report.render(doc, charts)
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(md)
@@ -555,16 +562,7 @@ def run_trust(args, modes):
         doc["interrupted"] = True
     doc["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     doc["duration_s"] = round(time.monotonic() - t_start)
-    json_path = os.path.join(args.out, "trust.json")
-    with open(json_path, "w") as f:
-        json.dump(doc, f, separators=(",", ":"))
-    charts = []
-    if not args.no_charts:
-        try:
-            run_chart(os.path.join(HERE, "chart.py"), json_path, args.out)
-            charts = [m for m in modes if os.path.exists(os.path.join(args.out, "trust-%s.png" % m))]
-        except Exception as e:  # noqa: BLE001
-            log("charts skipped: %s" % e)
+    json_path, charts = write_doc(args, doc, "trust.json", {m: "trust-%s.png" % m for m in modes})
     with open(os.path.join(args.out, "trust.md"), "w") as f:
         f.write(report.render_trust(doc, charts))
     log("wrote %s, trust.md%s (%d s)" % (json_path, ", charts" if charts else "", doc["duration_s"]))
