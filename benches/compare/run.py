@@ -6,7 +6,7 @@ Run `python3 benches/compare/run.py --help` for the options and
 benches/compare/README.md for what is measured and how.
 
 Only the Python standard library is used here; the chart is drawn by
-chart.py with matplotlib (installed into benches/compare/.venv if missing).
+chart.py with matplotlib (this Python's, or benches/.venv made by benches/install.sh).
 """
 
 from __future__ import annotations
@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import http.client
 import io
 import json
 import os
 import re
 import platform
-import resource
 import selectors
 import shlex
 import shutil
@@ -33,12 +31,18 @@ import tempfile
 import time
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a file: import from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parent.parent.parent)
+
+from benches.harness.cluster import start_redis  # noqa: E402
+from benches.harness.endpoints import proxy_toml, start_haproxy, start_proxy  # noqa: E402
+from benches.harness.procfs import CLK_TCK, cpu_seconds, mem_snapshot  # noqa: E402
+from benches.harness.procs import Procs, free_ports, log, raise_nofile, wait_until  # noqa: E402
+from benches.harness.resp import RespError, parse_info, redis_call  # noqa: E402
+from benches.harness.tools import build_release, first_line, require_tools, run_chart  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
-
-APT_HINT = "apt-get update && apt-get install -y redis-server redis-tools haproxy"
 
 # --------------------------------------------------------------------------
 # Workloads
@@ -104,224 +108,50 @@ class BenchError(Exception):
     pass
 
 
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 # --------------------------------------------------------------------------
-# Small helpers: ports, processes, /proc
+# Processes, tools and environment (benches/harness does the rest)
 # --------------------------------------------------------------------------
 
 
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def redis_call(port, *args, timeout=5.0):
-    """Send one command over RESP and return the raw reply bytes (first reply only)."""
-    parts = [b"*%d\r\n" % len(args)]
-    for a in args:
-        if isinstance(a, str):
-            a = a.encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(b"".join(parts))
-        buf = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-            if buf.startswith(b"$") and b"\r\n" in buf:
-                head, _, rest = buf.partition(b"\r\n")
-                length = int(head[1:])
-                if length < 0 or len(rest) >= length + 2:
-                    break
-            elif buf.endswith(b"\r\n"):
-                break
-        return buf
+    return free_ports(1)[0]
 
 
 def ping_ok(port, timeout=1.0):
     try:
-        return redis_call(port, "PING", timeout=timeout).startswith(b"+PONG")
-    except OSError:
+        return redis_call(port, "PING", timeout=timeout) == "PONG"
+    except Exception:  # noqa: BLE001 - not answering yet
         return False
-
-
-def read_stat(pid):
-    """(utime+stime ticks, ppid) of one process, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data.rsplit(")", 1)[1].split()
-    # fields[0] is state (field 3); utime is field 14, stime field 15, ppid field 4.
-    return int(fields[11]) + int(fields[12]), int(fields[1])
-
-
-def process_tree(pid):
-    """pid plus all its descendants (HAProxy in master-worker mode forks)."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        st = read_stat(int(entry))
-        if st is not None:
-            children.setdefault(st[1], []).append(int(entry))
-    out, todo = [], [pid]
-    while todo and len(out) < 10_000:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
-def cpu_seconds(pid):
-    """user+sys CPU seconds of a process tree; /proc/PID/stat already includes all threads."""
-    if pid is None:
-        return None
-    total = 0
-    for p in process_tree(pid):
-        st = read_stat(p)
-        if st is not None:
-            total += st[0]
-    return total / CLK_TCK
-
-
-def proc_status(pid):
-    out = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                k, _, v = line.partition(":")
-                out[k] = v.strip()
-    except OSError:
-        pass
-    return out
-
-
-def mem_snapshot(pid):
-    st = proc_status(pid)
-
-    def kib(key):
-        v = st.get(key, "")
-        return int(v.split()[0]) if v else None
-
-    try:
-        fds = len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        fds = None
-    return {
-        "rss_kib": kib("VmRSS"),
-        "hwm_kib": kib("VmHWM"),
-        "fds": fds,
-        "threads": int(st["Threads"]) if "Threads" in st else None,
-    }
-
-
-def tail(path, lines=30):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def run_cmd(cmd, timeout=30, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
 
 
-class Proc:
-    """A child process that is always stopped (SIGTERM, then SIGKILL)."""
-
-    def __init__(self, name, cmd, logdir, env=None):
-        self.name = name
-        self.cmd = cmd
-        self.log_path = Path(logdir) / f"{name}.log"
-        self.log = open(self.log_path, "w")
-        self.p = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, env=env
-        )
-        self.pid = self.p.pid
-
-    def alive(self):
-        return self.p.poll() is None
-
-    def stop(self, grace=5.0):
-        if self.p.poll() is None:
-            try:
-                self.p.terminate()
-                self.p.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                try:
-                    self.p.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    log(f"warning: {self.name} (pid {self.pid}) did not exit after SIGKILL")
-        self.log.close()
-
-    def fail(self, why):
-        return BenchError(f"{self.name}: {why}\n--- {self.log_path} (tail) ---\n{tail(self.log_path)}")
+def fail(procs, name, why):
+    return BenchError(f"{name}: {why}\n--- {procs.logpath(name)} (tail) ---\n{procs.logtail(name)}")
 
 
-# --------------------------------------------------------------------------
-# Tools and environment
-# --------------------------------------------------------------------------
-
-NEEDED_TOOLS = {"redis-server": "redis-server", "redis-benchmark": "redis-tools", "haproxy": "haproxy"}
-
-
-def ensure_tools(need_haproxy):
-    tools = dict(NEEDED_TOOLS)
-    if not need_haproxy:
-        tools.pop("haproxy")
-    missing = [t for t in tools if shutil.which(t) is None]
-    if not missing:
-        return
-    pkgs = sorted({tools[t] for t in missing})
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        log(f"installing missing tools {missing} with apt-get ({' '.join(pkgs)})")
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        try:
-            subprocess.run(["apt-get", "update"], check=True, env=env, timeout=600)
-            subprocess.run(["apt-get", "install", "-y", *pkgs], check=True, env=env, timeout=1200)
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
-            raise BenchError(f"apt-get failed ({e}); install by hand: {APT_HINT}")
-        # Debian starts a redis-server service on port 6379 on install; it does not
-        # disturb this benchmark (every process here uses its own free port).
-        missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        raise BenchError(f"missing tools: {', '.join(missing)}. Install them with: {APT_HINT}")
-
-
-def raise_nofile(want):
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target_hard = hard if hard == resource.RLIM_INFINITY else max(hard, want)
+def wait_for(procs, name, pred, timeout, what):
+    """wait_until() for process `name`: a BenchError with the end of its log on failure."""
     try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, target_hard))
-    except (ValueError, OSError):
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
-        except (ValueError, OSError):
-            pass
-    got = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        wait_until(pred, timeout, what, proc=procs.items[name])
+    except RuntimeError as e:
+        raise fail(procs, name, str(e))
+
+
+NEEDED_TOOLS = ["redis-server", "redis-benchmark", "haproxy"]
+
+
+def set_nofile(want):
+    got = raise_nofile(want)[0]
     if got < want:
         log(f"warning: RLIMIT_NOFILE is {got} (wanted {want}); the hard limit needs root with CAP_SYS_RESOURCE to raise")
     return got
 
 
 def version_of(cmd):
-    try:
-        r = run_cmd(cmd, timeout=10)
-        out = (r.stdout or r.stderr).strip().splitlines()
-        return out[0] if out else "unknown"
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
+    return first_line(cmd) or "unknown"
 
 
 def short_version(text, marker):
@@ -381,85 +211,14 @@ def loadavg():
 # --------------------------------------------------------------------------
 
 
-def wait_until(pred, deadline_s, what, proc=None, step=0.1):
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if proc is not None and not proc.alive():
-            raise proc.fail(f"exited (code {proc.p.returncode}) while waiting for {what}")
-        if pred():
-            return
-        time.sleep(step)
-    if proc is not None:
-        raise proc.fail(f"timed out after {deadline_s}s waiting for {what}")
-    raise BenchError(f"timed out after {deadline_s}s waiting for {what}")
-
-
-def start_redis(workdir, maxclients):
+def start_backend(procs, workdir, maxclients):
     port = free_port()
-    cmd = [
-        "redis-server",
-        "--bind", "127.0.0.1",
-        "--port", str(port),
-        "--save", "",
-        "--appendonly", "no",
-        "--protected-mode", "no",
-        "--daemonize", "no",
-        "--maxclients", str(maxclients),
-        "--dir", str(workdir),
-        "--logfile", "",
-    ]
-    p = Proc("redis-server", cmd, workdir)
-    wait_until(lambda: ping_ok(port), 10, "redis PING", proc=p)
-    return p, port
-
-
-HAPROXY_CFG = """\
-global
-    maxconn {maxconn}
-    stats socket {sock} mode 600 level admin
-    # nbthread is left at its default: one thread per available CPU.
-
-defaults
-    mode tcp
-    timeout connect 1s
-    timeout client 1h
-    timeout server 1h
-    maxconn {maxconn}
-
-frontend redis_master
-    bind 127.0.0.1:{port}
-    default_backend redis_master
-
-backend redis_master
-    option tcp-check
-    tcp-check send info\\ replication\\r\\n
-    tcp-check expect string role:master
-    tcp-check send QUIT\\r\\n
-    tcp-check expect string +OK
-    server r0 127.0.0.1:{redis_port} check inter 1s fall 1 rise 1 on-marked-down shutdown-sessions
-"""
-
-
-def haproxy_server_state(sock_path):
-    """(status, check_status) of server r0 from `show stat`, or None."""
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(1.0)
-            s.connect(str(sock_path))
-            s.sendall(b"show stat\n")
-            buf = b""
-            for _ in range(1000):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-    except OSError:
-        return None
-    text = buf.decode(errors="replace").lstrip("# ")
-    for row in csv.DictReader(io.StringIO(text)):
-        if row.get("svname") == "r0":
-            return row.get("status", ""), row.get("check_status", "")
-    return None
+        start_redis(procs, workdir, "redis-server", port,
+                    extra=["--protected-mode", "no", "--maxclients", str(maxclients)])
+    except RuntimeError as e:
+        raise fail(procs, "redis-server", str(e))
+    return port
 
 
 class Candidate:
@@ -468,30 +227,31 @@ class Candidate:
 
     def __init__(self):
         self.port = None
-        self.proc = None
+        self.procs = None
 
     @property
     def pid(self):
-        return self.proc.pid if self.proc else None
+        return self.procs.pid(self.name) if self.procs is not None else None
 
-    def start(self, workdir, redis_port):
+    def start(self, procs, workdir, redis_port):
         raise NotImplementedError
 
     def stop(self):
-        if self.proc is not None:
-            self.proc.stop()
-            self.proc = None
+        if self.procs is not None:
+            self.procs.terminate(self.name, timeout=5.0)
+            self.procs = None
 
     def check_alive(self):
-        if self.proc is not None and not self.proc.alive():
-            raise self.proc.fail(f"exited unexpectedly (code {self.proc.p.returncode})")
+        if self.procs is not None and not self.procs.alive(self.name):
+            code = self.procs.items[self.name].returncode
+            raise fail(self.procs, self.name, f"exited unexpectedly (code {code})")
 
 
 class Direct(Candidate):
     name = "direct"
     kind = "direct"
 
-    def start(self, workdir, redis_port):
+    def start(self, procs, workdir, redis_port):
         self.port = redis_port
 
 
@@ -504,25 +264,16 @@ class HAProxy(Candidate):
     name = "haproxy"
     kind = "haproxy"
 
-    def start(self, workdir, redis_port):
+    def start(self, procs, workdir, redis_port):
         self.port = free_port()
-        d = Path(workdir)
-        sock = d / "haproxy-stats.sock"
-        cfg = d / "haproxy.cfg"
-        cfg.write_text(HAPROXY_CFG.format(sock=sock, port=self.port, redis_port=redis_port,
-                                          maxconn=HAPROXY_MAXCONN[0]))
-        r = run_cmd(["haproxy", "-c", "-f", str(cfg)], timeout=30)
-        if r.returncode != 0:
-            raise BenchError(f"haproxy rejected its config:\n{r.stdout}{r.stderr}")
-        self.proc = Proc("haproxy", ["haproxy", "-f", str(cfg), "-db"], workdir)
-
-        def up():
-            st = haproxy_server_state(sock)
-            return st is not None and st[0].startswith("UP") and st[1].startswith("L7OK")
-
-        # The first check has to pass (L7OK), not just the optimistic initial UP state.
-        wait_until(up, 15, "HAProxy to report server r0 UP (L7OK)", proc=self.proc)
-        wait_until(lambda: ping_ok(self.port), 10, "PING through HAProxy", proc=self.proc)
+        self.procs = procs
+        try:
+            # Waits until the first check has passed (L7OK), not just the optimistic initial UP.
+            start_haproxy(procs, workdir, self.port, [redis_port], maxconn=HAPROXY_MAXCONN[0],
+                          frontend_maxconn=HAPROXY_MAXCONN[0])
+        except RuntimeError as e:
+            raise fail(procs, self.name, str(e))
+        wait_for(procs, self.name, lambda: ping_ok(self.port), 10, "PING through HAProxy")
 
 
 class Proxy(Candidate):
@@ -537,49 +288,33 @@ class Proxy(Candidate):
         self.log_level = log_level
         self.admin = None
 
-    def readyz(self):
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=1.0)
-            try:
-                c.request("GET", "/readyz")
-                return c.getresponse().status == 200
-            finally:
-                c.close()
-        except (OSError, http.client.HTTPException):
-            return False
-
-    def start(self, workdir, redis_port):
+    def start(self, procs, workdir, redis_port):
         self.port = free_port()
         self.admin = free_port()
-        d = Path(workdir)
+        self.procs = procs
         # The config file says the same as the flags, plus max_connections: the default
         # (10000) is raised so that the idle-connection test measures memory, not the limit.
-        cfg = d / f"{self.name}.toml"
-        lines = [
-            f'listen = "127.0.0.1:{self.port}"',
-            f'admin = "127.0.0.1:{self.admin}"',
-            f'backends = ["127.0.0.1:{redis_port}"]',
-            "max_connections = 20000",
-        ]
+        extra = "max_connections = 20000"
         if self.relay:
-            lines.append(f'relay = "{self.relay}"')
-        cfg.write_text("\n".join(lines) + "\n")
-        cmd = [
-            str(self.binary), "run",
-            "--config", str(cfg),
+            extra += f'\nrelay = "{self.relay}"'
+        toml = proxy_toml(self.port, self.admin, [redis_port], extra=extra)
+        flags = [
             "--listen", f"127.0.0.1:{self.port}",
             "--admin", f"127.0.0.1:{self.admin}",
             "--backend", f"127.0.0.1:{redis_port}",
         ]
         if self.relay:
-            cmd += ["--relay", self.relay]
+            flags += ["--relay", self.relay]
         if self.threads is not None:
-            cmd += ["--threads", str(self.threads)]
+            flags += ["--threads", str(self.threads)]
         env = dict(os.environ)
         env.setdefault("RUST_LOG", self.log_level)
-        self.proc = Proc(self.name, cmd, workdir, env=env)
-        wait_until(self.readyz, 20, "GET /readyz == 200", proc=self.proc)
-        wait_until(lambda: ping_ok(self.port), 10, "PING through the proxy", proc=self.proc)
+        try:
+            start_proxy(procs, workdir, str(self.binary), self.admin, toml, name=self.name, env=env,
+                        args=flags, timeout=20)
+        except RuntimeError as e:
+            raise BenchError(str(e))
+        wait_for(procs, self.name, lambda: ping_ok(self.port), 10, "PING through the proxy")
 
 
 def proxy_binary(args):
@@ -592,13 +327,7 @@ def proxy_binary(args):
     if not args.no_build:
         if shutil.which("cargo") is None:
             raise BenchError("cargo not found; install Rust or set REDIS_MASTER_PROXY_BIN")
-        log("building the proxy: cargo build --release")
-        try:
-            r = subprocess.run(["cargo", "build", "--release"], cwd=REPO, timeout=3600)
-        except subprocess.TimeoutExpired:
-            raise BenchError("cargo build --release timed out")
-        if r.returncode != 0:
-            raise BenchError("cargo build --release failed (see above)")
+        build_release()
     p = REPO / "target" / "release" / "redis-master-proxy"
     if not p.is_file():
         raise BenchError(f"{p} not found; build it or set REDIS_MASTER_PROXY_BIN")
@@ -634,8 +363,8 @@ def make_candidates(names, args):
 def prepare_key(redis_port, size):
     """redis-benchmark's GET reads the key its SET writes; give it a value of the right size."""
     reply = redis_call(redis_port, "SET", "key:__rand_int__", b"x" * size, timeout=30)
-    if not reply.startswith(b"+OK"):
-        raise BenchError(f"could not prepare the GET key: {reply[:100]!r}")
+    if reply != "OK":
+        raise BenchError(f"could not prepare the GET key: {str(reply)[:100]!r}")
 
 
 def run_benchmark(cand, w, n, redis_port, timeout):
@@ -691,13 +420,13 @@ REDIS_PID = [None]
 
 def redis_connected_clients(redis_port):
     try:
-        info = redis_call(redis_port, "INFO", "clients").decode(errors="replace")
-    except OSError:
+        info = redis_call(redis_port, "INFO", "clients", timeout=5.0)
+    except Exception:  # noqa: BLE001
         return None
-    for line in info.splitlines():
-        if line.startswith("connected_clients:"):
-            return int(line.split(":")[1])
-    return None
+    if isinstance(info, RespError) or not isinstance(info, str):
+        return None
+    v = parse_info(info).get("connected_clients")
+    return int(v) if v is not None else None
 
 
 def hold_idle_connections(port, count, batch=200, deadline_s=120):
@@ -953,7 +682,7 @@ def write_markdown(res, path):
     descr = {
         "direct": "redis-benchmark connects straight to redis-server (the baseline).",
         "haproxy": "HAProxy in TCP mode with the production-style `INFO replication` / `role:master` check "
-                   "(config in `benches/compare/run.py`), default threads.",
+                   "(config in `benches/harness/endpoints.py`), default threads.",
         "proxy": "redis-master-proxy with its default relay mode (`auto`).",
         "proxy-copy": "redis-master-proxy with `--relay copy` (user-space copy).",
         "proxy-splice": "redis-master-proxy with `--relay splice` (splice(2) through a pipe).",
@@ -1071,37 +800,11 @@ def fmt_kib(k):
     return f"{k:,} KiB"
 
 
-def ensure_chart_python():
-    """A Python that can import matplotlib: this one, benches/compare/.venv, or a new venv."""
-    try:
-        import matplotlib  # noqa: F401
-
-        return sys.executable
-    except ImportError:
-        pass
-    venv = HERE / ".venv"
-    py = venv / "bin" / "python"
-    check = [str(py), "-c", "import matplotlib"]
-    if py.exists() and subprocess.run(check, capture_output=True, timeout=60).returncode == 0:
-        return str(py)
-    log(f"installing matplotlib into {venv}")
-    try:
-        if not py.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-        subprocess.run([str(py), "-m", "pip", "install", "--quiet", "matplotlib"], check=True, timeout=900)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
-        log(f"warning: could not install matplotlib ({e}); no chart drawn")
-        return None
-    return str(py)
-
-
 def draw_chart(json_path, png_path):
-    py = ensure_chart_python()
-    if py is None:
-        return False
-    r = subprocess.run([py, str(HERE / "chart.py"), str(json_path), str(png_path)], timeout=300)
-    if r.returncode != 0:
-        log("warning: chart.py failed; no chart drawn")
+    try:
+        run_chart(str(HERE / "chart.py"), json_path, png_path)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+        log(f"warning: {e}; no chart drawn")
         return False
     return True
 
@@ -1199,12 +902,12 @@ def main(argv):
     if sys.platform != "linux":
         raise BenchError("this benchmark reads /proc and needs Linux")
 
-    ensure_tools(need_haproxy="haproxy" in args.candidates)
+    require_tools([t for t in NEEDED_TOOLS if t != "haproxy" or "haproxy" in args.candidates])
     candidates, binary = make_candidates(args.candidates, args)
 
     # Every connection through a proxy costs the proxy two descriptors; the idle test
     # holds args.idle_conns of them in this process too.
-    nofile = raise_nofile(max(65536, 3 * args.idle_conns + 4096))
+    nofile = set_nofile(max(65536, 3 * args.idle_conns + 4096))
     HAPROXY_MAXCONN[0] = min(20_000, (nofile - 200) // 2)
     max_idle = (nofile - 300) // 2 // 500 * 500
     if args.idle_conns > max_idle:
@@ -1237,7 +940,7 @@ def main(argv):
     log(f"machine: {meta['nproc']} CPUs, {meta['cpu_model']}, kernel {meta['kernel']}, load {meta['loadavg_start']}")
 
     workdir = tempfile.mkdtemp(prefix="bench-compare-")
-    redis = None
+    procs = Procs(workdir)
     samples, idle = [], {}
     try:
         if binary is not None:
@@ -1248,15 +951,15 @@ def main(argv):
             for c in candidates:
                 if isinstance(c, Proxy):
                     c.binary = private
-        redis, redis_port = start_redis(workdir, maxclients=max(10_000, 2 * args.idle_conns + 2000))
-        REDIS_PID[0] = redis.pid
-        log(f"redis-server pid {redis.pid} on 127.0.0.1:{redis_port}")
+        redis_port = start_backend(procs, workdir, maxclients=max(10_000, 2 * args.idle_conns + 2000))
+        REDIS_PID[0] = procs.pid("redis-server")
+        log(f"redis-server pid {REDIS_PID[0]} on 127.0.0.1:{redis_port}")
 
         # Phase 1: idle connections, each candidate freshly started and measured alone.
         if args.idle_conns > 0:
             for c in candidates:
                 try:
-                    c.start(workdir, redis_port)
+                    c.start(procs, workdir, redis_port)
                     log(f"idle test: {c.name}, {args.idle_conns} connections")
                     r = idle_test(c, redis_port, args.idle_conns, settle_s=1.0 if args.quick else 2.0)
                     idle[c.name] = r
@@ -1265,8 +968,8 @@ def main(argv):
                         f"in {r['open_seconds']}s, RSS {b['rss_kib']} -> {a['rss_kib']} KiB, "
                         f"peak {a['hwm_kib']} KiB, fds {b['fds']} -> {a['fds']}, "
                         f"redis clients {r['backend_clients_after']}")
-                    if c.proc is not None and (r["failed"] or r["alive_after"] < r["held"]):
-                        log(f"  {c.name} log (tail):\n{tail(c.proc.log_path, 10)}")
+                    if c.procs is not None and (r["failed"] or r["alive_after"] < r["held"]):
+                        log(f"  {c.name} log (tail):\n{procs.logtail(c.name, 1500)}")
                 except BenchError as e:
                     log(f"idle test failed for {c.name}: {e}")
                     idle[c.name] = {"error": str(e).splitlines()[0]}
@@ -1276,7 +979,7 @@ def main(argv):
 
         # Phase 2: throughput, all candidates running, interleaved round-robin.
         for c in candidates:
-            c.start(workdir, redis_port)
+            c.start(procs, workdir, redis_port)
             log(f"started {c.name} on 127.0.0.1:{c.port}" + (f" (pid {c.pid})" if c.pid else ""))
         for c in candidates:
             if c.pid:
@@ -1323,8 +1026,7 @@ def main(argv):
                 c.stop()
             except Exception as e:  # keep stopping the others
                 log(f"warning: stopping {c.name}: {e}")
-        if redis is not None:
-            redis.stop()
+        procs.kill_all()
         shutil.rmtree(workdir, ignore_errors=True)
 
     meta["loadavg_end"] = loadavg()

@@ -1,7 +1,7 @@
-"""Timeline charts for the failover benchmark (run by run.py with the .venv python).
+"""Timeline charts for the failover benchmark (run by run.py with matplotlib, from benches/.venv).
 
-    .venv/bin/python chart.py docs/failover/results.json docs/failover
-    .venv/bin/python chart.py docs/failover/trust.json docs/failover     (trust-<mode>.png)
+    benches/.venv/bin/python benches/failover/chart.py docs/failover/results.json docs/failover
+    benches/.venv/bin/python benches/failover/chart.py docs/failover/trust.json docs/failover  # trust-<mode>.png
 
 One PNG per mode: one row per endpoint and client (the endpoint's run with the median
 disruption window of the first client),

@@ -16,8 +16,8 @@ on a fresh local cluster each time (1 master, 2 replicas, 3 sentinels, all on
     a missing key is an acknowledged write that was lost.
 
 Writes docs/failover/results.json, results.md and one chart per mode. Standard library
-only; the charts use matplotlib from a virtualenv under benches/failover/.venv that
-this script creates on first use.
+only (benches/harness); the charts use matplotlib, from benches/.venv made by
+benches/install.sh.
 
     python3 benches/failover/run.py                      # everything, 3 repetitions
     python3 benches/failover/run.py --quick              # smoke test: 1 rep, 1 mode
@@ -37,20 +37,27 @@ import tempfile
 import time
 import traceback
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
+if __package__ in (None, ""):  # run as a file: import from the repository root
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from harness import (  # noqa: E402
-    venv_python,
-    CANDIDATES, CLIENTS, HOST, MASTER_NAME, PROBE_INTERVAL, PROBE_TIMEOUT, POLL_PERIOD,
-    Conn, NodePoller, Probe, Procs, SentinelEvents, analyse_client, free_ports, info_repl,
-    keys_present, log, make_charts, now, proxy_metrics, r4, redis_call, replicas_online,
-    sentinel_master_port, sentinels_ready, start_haproxy, start_proxy, start_redis, start_sentinel,
-    wait_until, _agreed_master, sentinel_conf,
+from benches.failover import report, trust  # noqa: E402
+from benches.failover.probes import (  # noqa: E402
+    CANDIDATES, CLIENTS, POLL_PERIOD, PROBE_INTERVAL, PROBE_TIMEOUT, Probe, analyse_client,
+    keys_present, proxy_metrics, r4, start_proxy_endpoint,
 )
-import report  # noqa: E402
-import trust  # noqa: E402
+from benches.harness.cluster import (  # noqa: E402
+    MASTER_NAME, agreed_master, replicas_caught_up, replicas_online, sentinel_conf,
+    sentinel_master_port, sentinels_ready, start_redis, start_sentinel,
+)
+from benches.harness.endpoints import start_haproxy  # noqa: E402
+from benches.harness.pollers import NodePoller, SentinelEvents  # noqa: E402
+from benches.harness.procs import (  # noqa: E402
+    HOST, REPO, Procs, free_ports, log, now, sigterm_interrupts, wait_until,
+)
+from benches.harness.resp import Conn, info_repl, redis_call  # noqa: E402
+from benches.harness.tools import first_line, require_tools, run_chart, sha256_file, src_dirty  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 MODES = ["switchover", "kill", "hang"]
 TRIGGER_AFTER = 3.0         # seconds of steady writes before the failover is triggered
@@ -61,69 +68,34 @@ MAX_EXTRA_OBSERVE = 20.0    # keep observing at most this long past --observe un
 # Tools
 
 def tool_versions(args):
-    def out(argv):
-        try:
-            r = subprocess.run(argv, capture_output=True, text=True, timeout=20)
-            return (r.stdout or r.stderr).strip().splitlines()[0] if (r.stdout or r.stderr).strip() else ""
-        except Exception as e:  # noqa: BLE001
-            return "unavailable (%s)" % e
     v = {
-        "redis": out(["redis-server", "--version"]),
+        "redis": first_line(["redis-server", "--version"]),
         "python": sys.version.split()[0],
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
     }
     if "haproxy" in args.candidates:
-        v["haproxy"] = out(["haproxy", "-v"])
+        v["haproxy"] = first_line(["haproxy", "-v"])
     if getattr(args, "built_commit", None):
         v["git_commit"] = "%s (proxy built from this commit with --build)" % args.built_commit
     else:
-        commit = out(["git", "-C", REPO, "rev-parse", "HEAD"])
-        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "src", "Cargo.toml",
-                                "Cargo.lock"], capture_output=True, text=True).stdout.strip()
-        v["git_commit"] = commit + (" (work tree with uncommitted changes in src/ or Cargo.*)"
-                                    if dirty else "")
-        v["proxy_src_commit"] = out(["git", "-C", REPO, "log", "-1", "--format=%H %s", "--", "src",
-                                     "Cargo.toml", "Cargo.lock"])[:100] + " (last commit touching src/, Cargo.*)"
+        v["git_commit"] = first_line(["git", "-C", REPO, "rev-parse", "HEAD"]) + (
+            " (work tree with uncommitted changes in src/ or Cargo.*)" if src_dirty() else "")
+        v["proxy_src_commit"] = first_line(["git", "-C", REPO, "log", "-1", "--format=%H %s", "--", "src",
+                                            "Cargo.toml", "Cargo.lock"])[:100] + " (last commit touching src/, Cargo.*)"
     if "proxy" in args.candidates:
         v["proxy_binary"] = args.proxy_bin_source
-        v["proxy_version"] = out([args.proxy_bin, "--version"]) if os.path.exists(args.proxy_bin) else "missing"
+        v["proxy_version"] = first_line([args.proxy_bin, "--version"]) if os.path.exists(args.proxy_bin) else "missing"
         if os.path.exists(args.proxy_bin):
-            import hashlib
-            with open(args.proxy_bin, "rb") as f:
-                v["proxy_sha256"] = hashlib.sha256(f.read()).hexdigest()
+            v["proxy_sha256"] = sha256_file(args.proxy_bin)
             v["proxy_built"] = datetime.datetime.fromtimestamp(
                 os.path.getmtime(args.proxy_bin_source), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     return v
 
 
-TOOLS = {"redis-server": "redis-server", "redis-sentinel": "redis-sentinel", "haproxy": "haproxy"}
-
-
-def install_tools():
-    """The one install step (`--install`): Debian packages, then matplotlib in .venv."""
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        sys.exit("error: --install needs root and apt-get; otherwise install %s yourself"
-                 % " ".join(sorted(set(TOOLS.values()))))
-    missing = sorted({p for b, p in TOOLS.items() if shutil.which(b) is None})
-    if missing:
-        log("installing %s with apt-get" % " ".join(missing))
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", RUNLEVEL="1")  # RUNLEVEL=1: no service start
-        subprocess.run(["apt-get", "update"], check=True, env=env)
-        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends"] + missing + ["python3-venv"],
-                       check=True, env=env)
-    venv_python(install=True)
-    log("tools installed")
-
-
 def ensure_tools(args):
-    """Stops with the command to run when a tool is missing; never installs anything."""
-    needed = ["redis-server", "redis-sentinel"] + (["haproxy"] if "haproxy" in args.candidates else [])
-    missing = [b for b in needed if shutil.which(b) is None]
-    if missing:
-        sys.exit("error: missing %s; install once with `python3 benches/failover/run.py --install` "
-                 "(apt-get %s, matplotlib into benches/failover/.venv)"
-                 % (", ".join(missing), " ".join(sorted({TOOLS[b] for b in missing}))))
+    """Stops with the install command when a tool is missing; never installs anything."""
+    require_tools(["redis-server", "redis-sentinel"] + (["haproxy"] if "haproxy" in args.candidates else []))
     if "proxy" in args.candidates and not os.access(args.proxy_bin, os.X_OK):
         sys.exit("error: %s not found; build it first with `cargo build --release`" % args.proxy_bin)
 
@@ -199,9 +171,9 @@ def run_once(args, candidate, mode, rep, cand_state):
         wait_until(lambda: sentinels_ready(sports), 40, "sentinels to see 2 replicas and 2 peers", 0.25)
 
         if candidate == "haproxy":
-            res["endpoint"] = start_haproxy(procs, tmp, ep_port, rports, res["notes"])
+            res["endpoint"] = start_haproxy(procs, tmp, ep_port, rports)
         else:
-            res["endpoint"] = start_proxy(procs, tmp, args.proxy_bin, ep_port, admin_port,
+            res["endpoint"] = start_proxy_endpoint(procs, tmp, args.proxy_bin, ep_port, admin_port,
                                           rports, sports, res["notes"], cand_state)
 
         def endpoint_ok():
@@ -213,7 +185,7 @@ def run_once(args, candidate, mode, rep, cand_state):
                 c.close()
         wait_until(endpoint_ok, 20, "a write through the endpoint to reach the master", 0.2)
 
-        pollers = [NodePoller(names[p], p) for p in rports]
+        pollers = [NodePoller(p, names[p], period=POLL_PERIOD) for p in rports]
         sub = SentinelEvents(sports[0])
         threads = pollers + [sub]
         for t in threads:
@@ -279,25 +251,13 @@ def run_once(args, candidate, mode, rep, cand_state):
             res["notes"].append("topology not stable %.0f s after the trigger" % (t_end - t_trig))
 
         # Final master: the one all sentinels name; wait for the replicas to catch up.
-        final = wait_until(lambda: _agreed_master(sports), 20, "sentinels to agree on a master", 0.25)
+        final = wait_until(lambda: agreed_master(sports), 20, "sentinels to agree on a master", 0.25)
         if info_repl(final).get("role") != "master":
             res["notes"].append("the node the sentinels name (%d) does not report role:master" % final)
 
-        def caught_up():
-            moff = int(info_repl(final).get("master_repl_offset", 0))
-            for p in rports:
-                if p == final:
-                    continue
-                try:
-                    i = info_repl(p, timeout=0.5)
-                except OSError:
-                    continue  # killed node
-                if i.get("role") != "slave" or int(i.get("master_port", 0)) != final \
-                        or i.get("master_link_status") != "up" or int(i.get("slave_repl_offset", 0)) < moff:
-                    return False
-            return True
         try:
-            wait_until(caught_up, 20, "replicas to catch up with the final master", 0.2)
+            wait_until(lambda: replicas_caught_up(final, rports), 20,
+                       "replicas to catch up with the final master", 0.2)
         except RuntimeError as e:
             res["notes"].append(str(e))
 
@@ -328,18 +288,10 @@ def run_once(args, candidate, mode, rep, cand_state):
     except Exception as e:  # noqa: BLE001 - recorded, the next run goes on
         res["error"] = "%s: %s" % (type(e).__name__, e)
         res["traceback"] = traceback.format_exc()[-3000:]
-        for name in list(procs.items):
-            res.setdefault("logs", {})[name] = procs.logtail(name, 1500)
+        res["logs"] = procs.logtails()
     finally:
-        for t in threads:
-            t.stop_evt.set()
-        procs.kill_all()
-        for t in threads:
-            t.join(timeout=3)
-        if args.keep_tmp:
+        if procs.close(threads, keep=args.keep_tmp):
             res["tmp"] = tmp
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     return res
 
 
@@ -453,14 +405,8 @@ def main():
     ap.add_argument("--no-charts", action="store_true", help="skip the matplotlib charts")
     ap.add_argument("--no-identify", action="store_true",
                     help="do not send CONFIG GET port on new connections (no per-node attribution)")
-    ap.add_argument("--install", action="store_true",
-                    help="install the tools (apt-get redis-server redis-sentinel haproxy; matplotlib "
-                         "into benches/failover/.venv) and exit; runs never install anything")
     ap.add_argument("--keep-tmp", action="store_true", help="keep each run's temp dir (logs, configs)")
     args = ap.parse_args()
-    if args.install:
-        install_tools()
-        return 0
 
     args.candidates = [c.strip() for c in args.candidates.split(",") if c.strip()]
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -488,9 +434,7 @@ def main():
         ap.error("--observe must be between 5 and 120 seconds")
     args.proxy_bin = os.path.abspath(args.proxy_bin)
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt()
-    signal.signal(signal.SIGTERM, on_term)
+    sigterm_interrupts()
 
     if args.build and "proxy" in args.candidates:
         args.proxy_bin, args.built_commit = build_proxy(args.build)
@@ -518,6 +462,22 @@ def main():
     finally:
         if bin_dir:
             shutil.rmtree(bin_dir, ignore_errors=True)
+
+
+def write_doc(args, doc, name, pngs):
+    """Writes the results document to --out and draws its charts (unless --no-charts).
+    Returns (its path, the modes of `pngs` {mode: file} whose chart was drawn)."""
+    json_path = os.path.join(args.out, name)
+    with open(json_path, "w") as f:
+        json.dump(doc, f, separators=(",", ":"))
+    charts = []
+    if not args.no_charts:
+        try:
+            run_chart(os.path.join(HERE, "chart.py"), json_path, args.out)
+            charts = [m for m, png in pngs.items() if os.path.exists(os.path.join(args.out, png))]
+        except Exception as e:  # noqa: BLE001
+            log("charts skipped: %s" % e)
+    return json_path, charts
 
 
 def run_all(args):
@@ -564,16 +524,7 @@ def run_all(args):
         doc["complete"] = False
         doc["interrupted"] = True
     doc["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    json_path = os.path.join(args.out, "results.json")
-    with open(json_path, "w") as f:
-        json.dump(doc, f, separators=(",", ":"))
-    charts = []
-    if not args.no_charts:
-        try:
-            make_charts(json_path, args.out)
-            charts = [m for m in args.modes if os.path.exists(os.path.join(args.out, m + ".png"))]
-        except Exception as e:  # noqa: BLE001
-            log("charts skipped: %s" % e)
+    json_path, charts = write_doc(args, doc, "results.json", {m: m + ".png" for m in args.modes})
     md = report.render(doc, charts)
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(md)
@@ -611,16 +562,7 @@ def run_trust(args, modes):
         doc["interrupted"] = True
     doc["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     doc["duration_s"] = round(time.monotonic() - t_start)
-    json_path = os.path.join(args.out, "trust.json")
-    with open(json_path, "w") as f:
-        json.dump(doc, f, separators=(",", ":"))
-    charts = []
-    if not args.no_charts:
-        try:
-            make_charts(json_path, args.out)
-            charts = [m for m in modes if os.path.exists(os.path.join(args.out, "trust-%s.png" % m))]
-        except Exception as e:  # noqa: BLE001
-            log("charts skipped: %s" % e)
+    json_path, charts = write_doc(args, doc, "trust.json", {m: "trust-%s.png" % m for m in modes})
     with open(os.path.join(args.out, "trust.md"), "w") as f:
         f.write(report.render_trust(doc, charts))
     log("wrote %s, trust.md%s (%d s)" % (json_path, ", charts" if charts else "", doc["duration_s"]))

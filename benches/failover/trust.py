@@ -16,26 +16,29 @@ Where the trigger does not go through an endpoint, both endpoints run in front o
 cluster at the same time, each with its own probes; slow-master sends its command through the
 endpoint under test, so there each endpoint gets its own cluster. Every mode is bounded in time
 and every process is stopped in a `finally`. run.py calls run_all(); everything reused (cluster,
-endpoints, probes, pollers) comes from harness.py.
+endpoints, probes, pollers, the fake sentinel) comes from benches/harness and probes.py.
 """
 
 import json
 import os
-import select
-import shutil
 import socket
 import tempfile
 import threading
 import time
 import traceback
 
-from harness import (
-    HOST, MASTER_NAME, PROBE_TIMEOUT, Conn, ConnectionClosed, NodePoller, Probe, Procs, RespError,
-    SentinelEvents, _agreed_master, analyse_client, free_ports, haproxy_servers_up, http_get,
-    info_repl, keys_present, log, now, r4, redis_call, replicas_online, sentinel_master_port,
-    sentinels_ready, start_haproxy, start_proxy, start_redis, start_sentinel, wait_until,
+from benches.failover.probes import (
+    PROBE_TIMEOUT, Probe, analyse_client, keys_present, r4, start_proxy_endpoint,
 )
-from resp import encode
+from benches.harness.cluster import (
+    MASTER_NAME, agreed_master, replicas_caught_up, replicas_online, sentinel_master_port,
+    sentinels_ready, start_redis, start_sentinel,
+)
+from benches.harness.endpoints import haproxy_servers_up, http_get, start_haproxy
+from benches.harness.fake_sentinel import FakeSentinel
+from benches.harness.pollers import NodePoller, SentinelEvents
+from benches.harness.procs import HOST, Procs, free_ports, log, now, wait_until
+from benches.harness.resp import Conn, ConnectionClosed, RespError, info_repl, redis_call
 
 MODES = {
     "accidental-promotion": ["sentinel", "info-only"],
@@ -135,147 +138,6 @@ class RouteWatcher(threading.Thread):
                     pass
                 next_metrics = t + 1.0
             self.stop_evt.wait(0.2)
-
-
-class FakeSentinel(threading.Thread):
-    """A sentinel that lies: it answers PING and `SENTINEL get-master-addr-by-name` with the
-    real master (asked from a real sentinel), accepts SUBSCRIBE/PSUBSCRIBE, and once lying()
-    is called publishes `+selected-slave` and `+failover-state-send-slaveof-noone` for the
-    current master every LIE_EVERY seconds, with no failover behind them."""
-
-    def __init__(self, port, real_sentinel, master_port, replica_port):
-        super().__init__(daemon=True)
-        self.srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind((HOST, port))
-        self.srv.listen(16)
-        self.port = port
-        self.real = real_sentinel
-        self.master_port = master_port
-        self.replica_port = replica_port
-        self.stop_evt = threading.Event()
-        self.lie_from = None
-        self.published = []   # (t, channel, payload, receivers)
-        self.commands = {}    # command name -> count
-
-    def lying(self):
-        self.lie_from = now()
-
-    def current_master(self):
-        try:
-            return sentinel_master_port(self.real, timeout=0.3) or self.master_port
-        except Exception:  # noqa: BLE001
-            return self.master_port
-
-    def run(self):
-        conns = {}  # socket -> {"buf": bytearray, "subs": set}
-        next_lie = None
-        deadline = now() + 600
-        try:
-            while not self.stop_evt.is_set() and now() < deadline:
-                rl, _, _ = select.select([self.srv] + list(conns), [], [], 0.05)
-                for s in rl:
-                    if s is self.srv:
-                        c, _ = self.srv.accept()
-                        conns[c] = {"buf": bytearray(), "subs": set()}
-                        continue
-                    try:
-                        data = s.recv(65536)
-                    except OSError:
-                        data = b""
-                    if not data:
-                        s.close()
-                        del conns[s]
-                        continue
-                    st = conns[s]
-                    st["buf"] += data
-                    for cmd in _parse_commands(st["buf"]):
-                        self.reply(s, st, cmd)
-                if self.lie_from is not None:
-                    if next_lie is None:
-                        next_lie = self.lie_from
-                    if now() >= next_lie:
-                        self.lie(conns)
-                        next_lie += LIE_EVERY
-        finally:
-            for s in conns:
-                s.close()
-            self.srv.close()
-
-    def reply(self, s, st, cmd):
-        name = cmd[0].upper() if cmd else ""
-        self.commands[name] = self.commands.get(name, 0) + 1
-        out = b""
-        if name == "PING":
-            out = b"+PONG\r\n"
-        elif name == "AUTH":
-            out = b"+OK\r\n"
-        elif name == "SENTINEL" and len(cmd) >= 3 and cmd[1].lower() == "get-master-addr-by-name":
-            out = encode(HOST, str(self.current_master()))
-        elif name in ("SUBSCRIBE", "PSUBSCRIBE"):
-            for ch in cmd[1:]:
-                st["subs"].add(ch)
-                out += b"*3\r\n" + encode(name.lower())[4:] + encode(ch)[4:] + b":%d\r\n" % len(st["subs"])
-        else:
-            out = b"-ERR unknown command '%s'\r\n" % name.encode()
-        try:
-            s.sendall(out)
-        except OSError:
-            pass
-
-    def lie(self, conns):
-        mp, rp = self.current_master(), self.replica_port
-        payload = "slave %s:%d %s %d @ %s %s %d" % (HOST, rp, HOST, rp, MASTER_NAME, HOST, mp)
-        for ch in ("+selected-slave", "+failover-state-send-slaveof-noone"):
-            n = 0
-            for s, st in conns.items():
-                if ch in st["subs"] or "*" in st["subs"]:
-                    kind = "pmessage" if "*" in st["subs"] and ch not in st["subs"] else "message"
-                    msg = (b"*4\r\n" + encode(kind)[4:] + encode("*")[4:] if kind == "pmessage"
-                           else b"*3\r\n" + encode(kind)[4:])
-                    msg += encode(ch)[4:] + encode(payload)[4:]
-                    try:
-                        s.sendall(msg)
-                        n += 1
-                    except OSError:
-                        pass
-            self.published.append((now(), ch, payload, n))
-
-
-def _parse_commands(buf):
-    """Complete RESP arrays of bulk strings at the start of buf (consumed); inline commands too."""
-    out = []
-    while buf:
-        if buf[:1] != b"*":
-            i = buf.find(b"\r\n")
-            if i < 0:
-                break
-            line = bytes(buf[:i]).decode(errors="replace").split()
-            del buf[:i + 2]
-            if line:
-                out.append(line)
-            continue
-        pos = buf.find(b"\r\n")
-        if pos < 0:
-            break
-        n = int(buf[1:pos])
-        args, p, ok = [], pos + 2, True
-        for _ in range(n):
-            e = buf.find(b"\r\n", p)
-            if e < 0 or buf[p:p + 1] != b"$":
-                ok = False
-                break
-            ln = int(buf[p + 1:e])
-            if len(buf) < e + 2 + ln + 2:
-                ok = False
-                break
-            args.append(bytes(buf[e + 2:e + 2 + ln]).decode(errors="replace"))
-            p = e + 2 + ln + 2
-        if not ok:
-            break
-        del buf[:p]
-        out.append(args)
-    return out
 
 
 class IdleSessions:
@@ -396,7 +258,7 @@ class Run:
         for cand in self.candidates:
             if cand == "haproxy":
                 port = self.port()
-                ep = start_haproxy(self.procs, self.tmp, port, self.rports, self.res["notes"], up=up)
+                ep = start_haproxy(self.procs, self.tmp, port, self.rports, up=up)
                 self.endpoints["haproxy"] = {"port": port, "config": ep["config"],
                                              "stats_socket": ep["stats_socket"]}
             else:
@@ -407,7 +269,7 @@ class Run:
         for attempt in range(3):
             port, admin = self.port(), self.port()
             try:
-                ep = start_proxy(self.procs, self.tmp, self.args.proxy_bin, port, admin,
+                ep = start_proxy_endpoint(self.procs, self.tmp, self.args.proxy_bin, port, admin,
                                  self.rports, sentinel_addrs or self.sports, self.res["notes"], {},
                                  name=name, sentinel=with_sentinel, ready_path=ready_path)
                 break
@@ -431,7 +293,7 @@ class Run:
 
     def observe(self, idle=True, probes=True):
         """INFO pollers, one sentinel's events, route watchers, idle sessions and the probes."""
-        self.pollers = [NodePoller(self.names[p], p) for p in self.rports]
+        self.pollers = [NodePoller(p, self.names[p]) for p in self.rports]
         for p in self.pollers:
             p.start()
         self.threads += self.pollers
@@ -491,21 +353,9 @@ class Run:
                 ep["idle_result"] = ep["idle"].check()
         self.stop_observers()
 
-        def caught_up():
-            moff = int(info_repl(final).get("master_repl_offset", 0))
-            for p in self.rports:
-                if p == final:
-                    continue
-                try:
-                    i = info_repl(p, timeout=0.5)
-                except OSError:
-                    continue
-                if i.get("role") == "slave" and int(i.get("master_port", 0)) == final \
-                        and int(i.get("slave_repl_offset", 0)) < moff:
-                    return False
-            return True
         try:
-            wait_until(caught_up, 15, "replicas to catch up with the final master", 0.2)
+            wait_until(lambda: replicas_caught_up(final, self.rports, strict=False), 15,
+                       "replicas to catch up with the final master", 0.2)
         except RuntimeError as e:
             self.res["notes"].append(str(e))
         self.res["final_master"] = self.names.get(final, str(final))
@@ -543,13 +393,8 @@ class Run:
             if "idle" in ep:
                 for c, _ in ep["idle"].conns:
                     c.close()
-        self.procs.kill_all()
-        for t in self.threads:
-            t.join(timeout=3)
-        if self.args.keep_tmp:
+        if self.procs.close(self.threads, keep=self.args.keep_tmp):
             self.res["tmp"] = self.tmp
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def _became(poller, t_from, role):
@@ -587,7 +432,7 @@ def accidental_promotion(run):
     if t_rev is None:
         run.res["notes"].append("redis-2 was not converted back within %.0f s" % REVERT_WAIT)
     time.sleep(max(0.0, (t_rev or now()) + AFTER_REVERT - now()))
-    final = _agreed_master(run.sports) if sentinel else r1
+    final = agreed_master(run.sports) if sentinel else r1
     if final != r1:
         run.res["notes"].append("the final master is %s, not redis-1" % run.names.get(final, final))
     run.finish(final or r1, promotion=t_rev)
@@ -608,7 +453,7 @@ def slow_master(run):
                                              "CLIENT PAUSE WRITE", seconds, label))
     slow.join(timeout=seconds + 7)
     time.sleep(max(0.0, run.t_trig + seconds + SLOW_AFTER - now()))
-    final = _agreed_master(run.sports) or run.rports[0]
+    final = agreed_master(run.sports) or run.rports[0]
     if final != run.rports[0]:
         run.res["notes"].append("the sentinels failed over to %s" % run.names.get(final, final))
     run.finish(final)
@@ -621,7 +466,7 @@ def slow_master(run):
 
 def lying_sentinel(run):
     run.cluster(replicas=2, sentinels=2)
-    fake = FakeSentinel(run.port(), run.sports[0], run.rports[0], run.rports[1])
+    fake = FakeSentinel(run.port(), run.sports[0], run.rports[0], run.rports[1], lie_every=LIE_EVERY)
     fake.start()
     run.threads.append(fake)
     run.start_endpoints(with_sentinel=True, sentinel_addrs=run.sports + [fake.port])
@@ -630,7 +475,7 @@ def lying_sentinel(run):
     fake.lying()
     log("  %s: the fake sentinel announces a failover every %.0f s" % (run.run_id, LIE_EVERY))
     time.sleep(max(0.0, run.t_trig + LIE_OBSERVE - now()))
-    final = _agreed_master(run.sports) or run.rports[0]
+    final = agreed_master(run.sports) or run.rports[0]
     run.finish(final)
     run.res["lies"] = [[r4(t - run.t_trig), ch, payload, n] for t, ch, payload, n in fake.published]
     run.res["fake_sentinel_commands"] = fake.commands
@@ -858,8 +703,7 @@ def run_one(args, mode, variant, rep, candidates):
     except Exception as e:  # noqa: BLE001 - recorded, the next run goes on
         run.res["error"] = "%s: %s" % (type(e).__name__, e)
         run.res["traceback"] = traceback.format_exc()[-3000:]
-        for name in list(run.procs.items):
-            run.res.setdefault("logs", {})[name] = run.procs.logtail(name, 1500)
+        run.res["logs"] = run.procs.logtails()
     finally:
         run.close()
     if "error" not in run.res:

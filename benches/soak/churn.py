@@ -30,19 +30,25 @@ import multiprocessing
 import os
 import resource
 import selectors
-import shutil
 import signal
 import socket
 import sys
 import tempfile
-import threading
 import time
 import traceback
 
-sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common as C  # noqa: E402
-from common import log, now, wall  # noqa: E402
+if __package__ in (None, ""):  # run as a file: import from the repository root
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benches.harness.cluster import replicas_online, start_redis  # noqa: E402
+from benches.harness.endpoints import (  # noqa: E402
+    metric, proxy_toml, scrape_metrics, start_proxy, stop_proxy,
+)
+from benches.harness.pollers import ProcSampler  # noqa: E402
+from benches.harness.procfs import nofile_limits, proc_sample, settled_sample  # noqa: E402
+from benches.harness.procs import HOST, REPO, Procs, free_ports, log, now, wait_until  # noqa: E402
+from benches.harness.resp import redis_call  # noqa: E402
+from benches.harness.tools import DEFAULT_BIN, run_versions, run_with_proxy, write_report  # noqa: E402
 
 PING = b"*1\r\n$4\r\nPING\r\n"
 PONG = b"+PONG\r\n"
@@ -105,7 +111,7 @@ def churn_worker(port, seconds, rate, q):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             s.settimeout(OP_TIMEOUT)
-            s.connect((C.HOST, port))
+            s.connect((HOST, port))
             s.sendall(PING)
             if read_line(s) == PONG:
                 counts["ok"] += 1
@@ -128,26 +134,9 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(p / 100.0 * len(xs)))]
 
 
-class Sampler(threading.Thread):
-    def __init__(self, pid, seconds):
-        super().__init__(daemon=True)
-        self.pid = pid
-        self.deadline = now() + seconds
-        self.stop_evt = threading.Event()
-        self.samples = []
-
-    def run(self):
-        while not self.stop_evt.is_set() and now() < self.deadline:
-            try:
-                self.samples.append(C.proc_sample(self.pid))
-            except OSError:
-                pass
-            self.stop_evt.wait(0.5)
-
-
 def wait_idle(admin, res_list, what):
     try:
-        C.wait_until(lambda: C.metric(C.scrape_metrics(admin), "client_connections_active") == 0,
+        wait_until(lambda: metric(scrape_metrics(admin), "client_connections_active") == 0,
                      20, "client_connections_active to reach 0 after " + what, 0.25)
     except RuntimeError as e:
         res_list.append(str(e))
@@ -155,9 +144,9 @@ def wait_idle(admin, res_list, what):
 
 def run_churn(args, cl, out):
     pid = cl["proxy_pid"]
-    base = C.settled_sample(pid, 3.0)
-    m0 = C.scrape_metrics(cl["admin"])
-    sampler = Sampler(pid, args.duration + 30)
+    base = settled_sample(pid, 3.0)
+    m0 = scrape_metrics(cl["admin"])
+    sampler = ProcSampler(pid, now() + args.duration + 30, every=0.5)
     sampler.start()
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
@@ -166,7 +155,7 @@ def run_churn(args, cl, out):
           for _ in range(args.workers)]
     log("churn: %d workers for %.0f s%s" % (args.workers, args.duration,
                                            (", %d connects/s in total" % args.rate) if args.rate else ", as fast as they can"))
-    s0 = C.proc_sample(pid)
+    s0 = proc_sample(pid)
     t0 = now()
     results = []
     try:
@@ -185,7 +174,7 @@ def run_churn(args, cl, out):
                 p.kill()
                 p.join(timeout=5)
     elapsed = now() - t0
-    s1 = C.proc_sample(pid)
+    s1 = proc_sample(pid)
     sampler.stop_evt.set()
     sampler.join(timeout=2)
     if len(results) < len(ps):
@@ -200,8 +189,8 @@ def run_churn(args, cl, out):
     notes = []
     wait_idle(cl["admin"], notes, "the churn")
     time.sleep(5.0)
-    end = C.settled_sample(pid, 3.0)
-    m1 = C.scrape_metrics(cl["admin"])
+    end = settled_sample(pid, 3.0)
+    m1 = scrape_metrics(cl["admin"])
     cpu = (s1["cpu_user_s"] - s0["cpu_user_s"], s1["cpu_sys_s"] - s0["cpu_sys_s"])
     res = {
         "workers": args.workers, "rate_target": args.rate or "unlimited", "duration_s": round(worker_elapsed, 2),
@@ -218,11 +207,11 @@ def run_churn(args, cl, out):
                       "peak": {"fds": max(s["fds"] for s in sampler.samples),
                                "rss_kib": max(s["rss_kib"] for s in sampler.samples)}},
         "metrics_delta": {
-            "client_connections_total": C.metric(m1, "client_connections_total") - C.metric(m0, "client_connections_total"),
-            "connections_refused_total": {r: C.metric(m1, "connections_refused_total", reason=r)
-                                          - C.metric(m0, "connections_refused_total", reason=r)
+            "client_connections_total": metric(m1, "client_connections_total") - metric(m0, "client_connections_total"),
+            "connections_refused_total": {r: metric(m1, "connections_refused_total", reason=r)
+                                          - metric(m0, "connections_refused_total", reason=r)
                                           for r in ("no_master", "over_limit", "backend_connect")},
-            "accept_errors_total": C.metric(m1, "accept_errors_total") - C.metric(m0, "accept_errors_total"),
+            "accept_errors_total": metric(m1, "accept_errors_total") - metric(m0, "accept_errors_total"),
         },
         "notes": notes,
     }
@@ -251,15 +240,6 @@ def _ms(x):
 
 # --------------------------------------------------------------------------------------
 # Concurrency
-
-def proxy_nofile(pid):
-    with open("/proc/%d/limits" % pid) as f:
-        for line in f:
-            if line.startswith("Max open files"):
-                parts = line.split()
-                return int(parts[3]), (None if parts[4] == "unlimited" else int(parts[4]))
-    return None, None
-
 
 def ping_all(socks, timeout):
     """Sends PING on every socket, then reads every +PONG (epoll). Returns (ok, errors Counter)."""
@@ -316,11 +296,11 @@ def ping_all(socks, timeout):
 def run_concurrency(args, cl):
     pid = cl["proxy_pid"]
     broken = []
-    soft, hard = proxy_nofile(pid)
+    soft, hard = nofile_limits(pid)
     own_soft, own_hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    base = C.settled_sample(pid, 3.0)
+    base = settled_sample(pid, 3.0)
     fit = (soft - base["fds"] - FD_MARGIN) // 2
-    own_fit = own_soft - 64 - C.proc_sample(os.getpid())["fds"]
+    own_fit = own_soft - 64 - proc_sample(os.getpid())["fds"]
     n = min(args.max_conns, fit, own_fit)
     why = ("the requested %d" % args.max_conns if n == args.max_conns else
            "what the proxy's descriptor limit fits: (%d - %d idle - %d spare) / 2 = %d" % (soft, base["fds"], FD_MARGIN, fit)
@@ -329,7 +309,7 @@ def run_concurrency(args, cl):
     res = {"requested": args.max_conns, "connections": n, "why": why,
            "proxy_nofile": [soft, hard], "own_nofile": [own_soft, own_hard], "cycles": []}
     for cycle in range(1, args.cycles + 1):
-        cyc = {"cycle": cycle, "before": C.settled_sample(pid, 2.0) if cycle > 1 else base}
+        cyc = {"cycle": cycle, "before": settled_sample(pid, 2.0) if cycle > 1 else base}
         socks = []
         open_errs = collections.Counter()
         t0 = now()
@@ -338,7 +318,7 @@ def run_concurrency(args, cl):
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 try:
                     s.settimeout(OP_TIMEOUT)
-                    s.connect((C.HOST, cl["proxy_port"]))
+                    s.connect((HOST, cl["proxy_port"]))
                     s.sendall(PING)
                     if read_line(s) != PONG:
                         raise ValueError("wrong reply")
@@ -350,12 +330,12 @@ def run_concurrency(args, cl):
                         break
             t_open = now() - t0
             time.sleep(args.hold)
-            held = C.settled_sample(pid, 2.0)
-            active = C.metric(C.scrape_metrics(cl["admin"]), "client_connections_active")
+            held = settled_sample(pid, 2.0)
+            active = metric(scrape_metrics(cl["admin"]), "client_connections_active")
             t1 = now()
             ok2, errs2 = ping_all(socks, 30.0)
             t_ping = now() - t1
-            after_ping = C.proc_sample(pid)
+            after_ping = proc_sample(pid)
         finally:
             for s in socks:
                 s.close()
@@ -363,7 +343,7 @@ def run_concurrency(args, cl):
         notes = []
         wait_idle(cl["admin"], notes, "closing the connections")
         time.sleep(5.0)
-        end = C.settled_sample(pid, 3.0)
+        end = settled_sample(pid, 3.0)
         cyc.update({
             "opened_with_pong": opened, "open_errors": dict(open_errs), "open_s": round(t_open, 2),
             "opens_per_s": round(opened / t_open, 1) if t_open else None,
@@ -423,11 +403,10 @@ def main():
     ap.add_argument("--only", choices=["churn", "concurrency"], help="run one part only")
     ap.add_argument("--relay", choices=["auto", "splice", "copy"], default=None,
                     help="the proxy's relay mode (default: its own default, auto)")
-    ap.add_argument("--out", default=os.path.join(C.HERE, "out"),
+    ap.add_argument("--out", default=os.path.join(REPO, "benches", "soak", "out"),
                     help="output directory (default benches/soak/out, ignored by git)")
-    ap.add_argument("--proxy-bin", default=C.DEFAULT_BIN, help="the proxy binary (default %(default)s)")
+    ap.add_argument("--proxy-bin", default=DEFAULT_BIN, help="the proxy binary (default %(default)s)")
     ap.add_argument("--no-build", action="store_true", help="do not run cargo build --release first")
-    ap.add_argument("--no-install", action="store_true", help="never apt-get install missing tools")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the run's temp dir (configs, logs)")
     args = ap.parse_args()
     if not (5 <= args.duration <= 3600):
@@ -437,45 +416,33 @@ def main():
     if not (1 <= args.max_conns <= 100000) or not (1 <= args.cycles <= 10):
         ap.error("--max-conns must be 1..100000 and --cycles 1..10")
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt()
-    signal.signal(signal.SIGTERM, on_term)
-
-    C.ensure_tools(args.no_install, sentinel=False)
-    if not args.no_build:
-        C.build_proxy()
-    bin_dir, binary = C.private_copy(os.path.abspath(args.proxy_bin))
-    C.raise_nofile()
-    try:
-        return run(args, binary)
-    finally:
-        shutil.rmtree(bin_dir, ignore_errors=True)
+    return run_with_proxy(args, ["redis-server"], run)
 
 
 def run(args, binary):
     os.makedirs(args.out, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="soak-churn-")
-    procs = C.Procs(tmp)
+    procs = Procs(tmp)
     res = {"command": "python3 benches/soak/churn.py " + " ".join(sys.argv[1:]),
            "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-           "versions": C.versions(os.path.abspath(args.proxy_bin), binary), "broken": [], "notes": []}
+           "versions": run_versions(os.path.abspath(args.proxy_bin), binary), "broken": [], "notes": []}
     exit_code = 2
     try:
-        rports = C.free_ports(3)
-        proxy_port, admin_port = C.free_ports(2)
+        rports = free_ports(3)
+        proxy_port, admin_port = free_ports(2)
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         maxclients = min(args.max_conns + 500, max(1000, soft - 100))
         extra = ["--maxclients", str(maxclients)]
-        C.start_redis(procs, tmp, "redis-1", rports[0], extra=extra)
-        C.start_redis(procs, tmp, "redis-2", rports[1], rports[0], extra=extra)
-        C.start_redis(procs, tmp, "redis-3", rports[2], rports[0], extra=extra)
-        C.wait_until(lambda: C.replicas_online(rports[0], 2), 20, "both replicas in sync")
-        toml = C.proxy_toml(proxy_port, admin_port, rports, None,
+        start_redis(procs, tmp, "redis-1", rports[0], extra=extra)
+        start_redis(procs, tmp, "redis-2", rports[1], rports[0], extra=extra)
+        start_redis(procs, tmp, "redis-3", rports[2], rports[0], extra=extra)
+        wait_until(lambda: replicas_online(rports[0], 2), 20, "both replicas in sync")
+        toml = proxy_toml(proxy_port, admin_port, rports, None,
                             extra=('relay = "%s"' % args.relay) if args.relay else "")
         res["proxy_config"] = toml
-        C.start_proxy(procs, tmp, binary, admin_port, toml)
+        start_proxy(procs, tmp, binary, admin_port, toml)
         pid = procs.pid("proxy")
-        C.wait_until(lambda: C.redis_call(proxy_port, "PING", timeout=1.0) == "PONG", 20, "PING through the proxy")
+        wait_until(lambda: redis_call(proxy_port, "PING", timeout=1.0) == "PONG", 20, "PING through the proxy")
         cl = {"proxy_port": proxy_port, "admin": admin_port, "proxy_pid": pid}
         log("proxy pid %d on %d in front of %s" % (pid, proxy_port, rports))
         if args.only in (None, "churn"):
@@ -484,21 +451,13 @@ def run(args, binary):
         if args.only in (None, "concurrency"):
             res["concurrency"], b = run_concurrency(args, cl)
             res["broken"] += b
-        if C.redis_call(proxy_port, "PING", timeout=2.0) != "PONG":
+        if redis_call(proxy_port, "PING", timeout=2.0) != "PONG":
             res["broken"].append("the proxy no longer answers PING at the end")
-        res["metrics_end"] = {k: v for k, v in C.scrape_metrics(admin_port).items()
+        res["metrics_end"] = {k: v for k, v in scrape_metrics(admin_port).items()
                               if "connections" in k or "accept_errors" in k}
-        code = procs.terminate("proxy", timeout=15)
-        res["proxy_exit_on_sigterm"] = code
-        if code != 0:
-            res["broken"].append("the proxy exited with %s on SIGTERM (expected 0)" % code)
-        lines = C.log_lines(procs.logpath("proxy"))
-        shutil.copy(procs.logpath("proxy"), os.path.join(args.out, "churn-proxy.log"))
-        panics = [ln for ln in lines if "panic" in ln.lower()]
+        lines, panics = stop_proxy(procs, res, os.path.join(args.out, "churn-proxy.log"))
         res["proxy_log"] = {"lines": len(lines), "panic_lines": panics[:20],
                             "warn_or_error": [ln[:300] for ln in lines if " WARN " in ln or " ERROR " in ln][:30]}
-        if panics:
-            res["broken"].append("the proxy log mentions a panic: %s" % panics[0][:300])
         exit_code = 1 if res["broken"] else 0
     except KeyboardInterrupt:
         res["error"] = "interrupted"
@@ -506,22 +465,12 @@ def run(args, binary):
         res["error"] = "%s: %s" % (type(e).__name__, e)
         res["traceback"] = traceback.format_exc()[-3000:]
         log("error: %s" % res["error"])
-        res["logs"] = {name: procs.logtail(name, 1500) for name in procs.items}
+        res["logs"] = procs.logtails()
     finally:
-        procs.kill_all()
-        if args.keep_tmp:
+        if procs.close(keep=args.keep_tmp):
             res["tmp"] = tmp
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     res["exit_code"] = exit_code
-    with open(os.path.join(args.out, "churn.json"), "w") as f:
-        json.dump(res, f, indent=1, default=str)
-    md = render(res)
-    with open(os.path.join(args.out, "churn.md"), "w") as f:
-        f.write(md)
-    print()
-    print(md)
-    log("wrote %s/churn.json, churn.md, churn-proxy.log" % args.out)
+    write_report(args.out, "churn", res, render(res), also=["churn-proxy.log"])
     return exit_code
 
 

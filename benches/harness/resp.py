@@ -1,4 +1,4 @@
-"""A minimal blocking RESP2 client over a raw TCP socket (standard library only).
+"""A minimal blocking RESP2 client over a raw TCP socket, and the one-shot calls built on it.
 
 Replies are returned as Python values; error replies are returned (not raised) as
 RespError so that callers can classify them. Transport problems raise the usual
@@ -7,6 +7,8 @@ or ConnectionClosed when the peer closes the connection.
 """
 
 import socket
+
+from .procs import HOST
 
 
 class RespError(str):
@@ -122,3 +124,20 @@ def call_once(host, port, *args, timeout=1.0):
         return c.call(*args)
     finally:
         c.close()
+
+
+def redis_call(port, *args, timeout=1.0):
+    """One command to the node on 127.0.0.1:`port`, on a connection of its own."""
+    return call_once(HOST, port, *args, timeout=timeout)
+
+
+def info_repl(port, timeout=1.0):
+    r = redis_call(port, "INFO", "replication", timeout=timeout)
+    if isinstance(r, RespError):
+        raise RuntimeError(r)
+    return parse_info(r)
+
+
+def pairs_to_dict(lst):
+    """A flat [key, value, key, value, ...] reply (SENTINEL MASTER, CONFIG GET) as a dict."""
+    return {lst[i]: lst[i + 1] for i in range(0, len(lst) - 1, 2)}

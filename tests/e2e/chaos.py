@@ -20,20 +20,20 @@ At the end: acknowledged writes lost, INCR counter, jobs lost, READONLY replies 
 one came after the proxy had switched away from that node), panics in the proxy log, the
 proxy's descriptors and RSS (start, peak, end) and its /metrics.
 
-    python3 benches/soak/chaos.py                  # 5 minutes
-    python3 benches/soak/chaos.py --quick          # about 60 s, one failover of each kind (CI)
-    python3 benches/soak/chaos.py --duration 900 --no-build --keep-tmp
+    python3 tests/e2e/chaos.py                  # 5 minutes
+    python3 tests/e2e/chaos.py --quick          # about 60 s, one failover of each kind (CI)
+    python3 tests/e2e/chaos.py --duration 900 --no-build --keep-tmp
 
 Exit code 0 when every promise held, 1 when one was broken, 2 when the run itself failed.
 """
 
 import argparse
 import collections
+import datetime
 import json
 import os
 import re
 import select
-import shutil
 import signal
 import socket
 import sys
@@ -42,11 +42,25 @@ import threading
 import time
 import traceback
 
-sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common as C  # noqa: E402
-from common import Conn, ConnectionClosed, RespError, log, now, wall  # noqa: E402
-from resp import encode  # noqa: E402
+if __package__ in (None, ""):  # run as a file: import from the repository root
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benches.harness.cluster import (  # noqa: E402
+    MASTER_NAME, agreed_master, replicas_caught_up, replicas_online, sentinels_ready, start_redis,
+    start_sentinel,
+)
+from benches.harness.endpoints import (  # noqa: E402
+    http_get, metric, proxy_toml, scrape_metrics, start_proxy, stop_proxy,
+)
+from benches.harness.pollers import NodePoller, ProcSampler, SentinelEvents  # noqa: E402
+from benches.harness.procfs import settled_sample, smaps_rollup  # noqa: E402
+from benches.harness.procs import (  # noqa: E402
+    HOST, REPO, Procs, free_ports, log, now, wait_until, wall,
+)
+from benches.harness.resp import (  # noqa: E402
+    Conn, ConnectionClosed, RespError, encode, info_repl, pairs_to_dict, redis_call,
+)
+from benches.harness.tools import DEFAULT_BIN, run_versions, run_with_proxy, write_report  # noqa: E402
 
 KINDS = ["planned", "kill", "hang", "stall"]
 HANG_FOR = 10.0           # hang: SIGCONT this long after SIGSTOP
@@ -118,7 +132,7 @@ class Client(threading.Thread):
     def ensure_conn(self):
         if self.conn is None:
             t = wall()
-            c = Conn(C.HOST, self.ctx.proxy_port, timeout=self.timeout)
+            c = Conn(HOST, self.ctx.proxy_port, timeout=self.timeout)
             try:
                 node = None
                 if self.identify:
@@ -425,129 +439,6 @@ class Worker(Client):
 
 
 # --------------------------------------------------------------------------------------
-# Observers
-
-class SentinelEvents(threading.Thread):
-    """PSUBSCRIBE * on one sentinel (never one we disturb); records events with wall time."""
-
-    def __init__(self, port, deadline):
-        super().__init__(daemon=True, name="sentinel-events")
-        self.port = port
-        self.deadline = deadline
-        self.stop_evt = threading.Event()
-        self.events = []
-        self.error = None
-
-    def run(self):
-        c = None
-        while not self.stop_evt.is_set() and now() < self.deadline:
-            try:
-                if c is None:
-                    c = Conn(C.HOST, self.port, timeout=2.0)
-                    c.send("PSUBSCRIBE", "*")
-                if not c.buf:
-                    rl, _, _ = select.select([c.sock], [], [], 0.2)
-                    if not rl:
-                        continue
-                msg = c.read_reply()
-                if isinstance(msg, list) and len(msg) == 4 and msg[0] == "pmessage":
-                    if not msg[2].startswith("__sentinel__"):
-                        self.events.append((wall(), msg[2], msg[3]))
-            except Exception as e:  # noqa: BLE001
-                self.error = repr(e)
-                if c is not None:
-                    c.close()
-                c = None
-                self.stop_evt.wait(0.2)
-        if c is not None:
-            c.close()
-
-
-class Sampler(threading.Thread):
-    """The proxy's /proc numbers once a second; /metrics every `scrape_every` seconds (as
-    Prometheus would; 0: never until the end)."""
-
-    def __init__(self, pid, deadline, admin=None, scrape_every=0):
-        super().__init__(daemon=True, name="sampler")
-        self.pid = pid
-        self.deadline = deadline
-        self.admin = admin
-        self.scrape_every = scrape_every
-        self.stop_evt = threading.Event()
-        self.samples = []
-        self.scrapes = 0
-        self.scrape_errors = 0
-
-    def run(self):
-        next_scrape = now() + self.scrape_every if self.scrape_every else None
-        while not self.stop_evt.is_set() and now() < self.deadline:
-            try:
-                self.samples.append(C.proc_sample(self.pid))
-            except OSError:
-                pass
-            if next_scrape is not None and now() >= next_scrape:
-                next_scrape += self.scrape_every
-                try:
-                    C.scrape_metrics(self.admin)
-                    self.scrapes += 1
-                except Exception:  # noqa: BLE001
-                    self.scrape_errors += 1
-            self.stop_evt.wait(1.0)
-
-
-class NodePoller(threading.Thread):
-    """INFO replication on one redis node every 100 ms: [(t_send, t_recv, role)] with role
-    master, slave or down (no answer within 300 ms: killed, or paused with SIGSTOP). The answer
-    describes the node at some moment between t_send and t_recv; on a loaded machine the gap
-    can be long (this thread waits for the CPU), so both ends are kept."""
-
-    def __init__(self, port, deadline):
-        super().__init__(daemon=True, name="poll-%d" % port)
-        self.port = port
-        self.deadline = deadline
-        self.stop_evt = threading.Event()
-        self.samples = []
-
-    def run(self):
-        conn = None
-        while not self.stop_evt.is_set() and now() < self.deadline:
-            t0 = now()
-            t_send = wall()
-            try:
-                if conn is None:
-                    conn = Conn(C.HOST, self.port, timeout=0.3)
-                try:
-                    r = conn.call("INFO", "replication")
-                except (ConnectionClosed, ConnectionResetError, BrokenPipeError):
-                    # Sentinel kills normal connections when it reconfigures a node: retry once.
-                    conn.close()
-                    conn = Conn(C.HOST, self.port, timeout=0.3)
-                    r = conn.call("INFO", "replication")
-                role = C.parse_info(r).get("role", "?") if isinstance(r, str) else "error"
-            except Exception:  # noqa: BLE001
-                role = "down"
-                if conn is not None:
-                    conn.close()
-                conn = None
-            self.samples.append((t_send, wall(), role))
-            self.stop_evt.wait(max(0.0, 0.1 - (now() - t0)))
-        if conn is not None:
-            conn.close()
-
-    def around(self, t):
-        """(the last sample answered by t, the first one asked after t): the node's role
-        certainly before t and certainly after t, whatever the scheduling delays."""
-        before = after = None
-        for s in self.samples:
-            if s[1] <= t:
-                before = s
-            if s[0] >= t:
-                after = s
-                break
-        return before, after
-
-
-# --------------------------------------------------------------------------------------
 # Topology
 
 class Cluster:
@@ -561,19 +452,11 @@ class Cluster:
         self.names = {p: "redis-%d" % (i + 1) for i, p in enumerate(rports)}
 
     def sentinel_master(self):
-        ms = set()
-        for sp in self.sports:
-            try:
-                ms.add(C.sentinel_master_port(sp))
-            except Exception:  # noqa: BLE001
-                ms.add(None)
-        if len(ms) == 1 and None not in ms:
-            return ms.pop()
-        return None
+        return agreed_master(self.sports)
 
     def proxy_master(self):
         try:
-            st, body = C.http_get(self.admin_port, "/status", timeout=1.0)
+            st, body = http_get(self.admin_port, "/status", timeout=1.0)
             m = json.loads(body).get("master")
             if m and m.get("backend"):
                 return int(m["backend"].rsplit(":", 1)[1])
@@ -588,11 +471,11 @@ class Cluster:
         sent_ok = False
         if m is not None:
             try:
-                redis_ok = C.info_repl(m, timeout=0.5).get("role") == "master"
+                redis_ok = info_repl(m, timeout=0.5).get("role") == "master"
                 for p in self.rports:
                     if p == m:
                         continue
-                    i = C.info_repl(p, timeout=0.5)
+                    i = info_repl(p, timeout=0.5)
                     if i.get("role") != "slave" or int(i.get("master_port", 0)) != m \
                             or i.get("master_link_status") != "up":
                         redis_ok = False
@@ -602,8 +485,8 @@ class Cluster:
                 try:
                     sent_ok = True
                     for sp in self.sports:
-                        reps = [C.pairs_to_dict(r) for r in
-                                C.redis_call(sp, "SENTINEL", "REPLICAS", C.MASTER_NAME, timeout=0.5)]
+                        reps = [pairs_to_dict(r) for r in
+                                redis_call(sp, "SENTINEL", "REPLICAS", MASTER_NAME, timeout=0.5)]
                         # Flags only: a sentinel refreshes a replica's INFO (its link status)
                         # every 10 s, and the links were just checked on the nodes themselves.
                         good = [r for r in reps if r.get("flags") == "slave"]
@@ -631,27 +514,13 @@ class Cluster:
     def failed_over_from(self, old, timeout):
         """Waits until the sentinels agree on a master other than `old`; returns it, or None."""
         try:
-            return C.wait_until(lambda: (lambda m: m if m not in (None, old) else None)(self.sentinel_master()),
+            return wait_until(lambda: (lambda m: m if m not in (None, old) else None)(self.sentinel_master()),
                                 timeout, "the sentinels to name a master other than %s" % self.names[old], 0.1)
         except RuntimeError:
             return None
 
     def caught_up(self, m):
-        moff = int(C.info_repl(m).get("master_repl_offset", 0))
-        for p in self.rports:
-            if p == m:
-                continue
-            i = C.info_repl(p, timeout=0.5)
-            if i.get("role") != "slave" or int(i.get("master_port", 0)) != m \
-                    or i.get("master_link_status") != "up" or int(i.get("slave_repl_offset", 0)) < moff:
-                return False
-        return True
-
-
-def sentinel_sees_peers(sp):
-    m = C.pairs_to_dict(C.redis_call(sp, "SENTINEL", "MASTER", C.MASTER_NAME))
-    return (m.get("flags") == "master" and int(m.get("num-slaves", 0)) == 2
-            and int(m.get("num-other-sentinels", 0)) == 2)
+        return replicas_caught_up(m, self.rports, skip_unreachable=False)
 
 
 # --------------------------------------------------------------------------------------
@@ -753,7 +622,7 @@ class Chaos:
         deadline = now() + 15
         while True:
             t = self.step(ev, "SENTINEL FAILOVER on sentinel port %d" % sp)
-            r = C.redis_call(sp, "SENTINEL", "FAILOVER", C.MASTER_NAME, timeout=2.0)
+            r = redis_call(sp, "SENTINEL", "FAILOVER", MASTER_NAME, timeout=2.0)
             if r == "OK":
                 ev["t_start"] = t
                 break
@@ -776,11 +645,11 @@ class Chaos:
             self.cl.procs.items[name].wait(timeout=5)
         except Exception:  # noqa: BLE001
             pass
-        new = C.wait_until(lambda: (lambda m: m if m not in (None, victim) else None)(self.cl.sentinel_master()),
+        new = wait_until(lambda: (lambda m: m if m not in (None, victim) else None)(self.cl.sentinel_master()),
                            30, "the sentinels to name a new master after the kill", 0.1)
         self.step(ev, "sentinels name %s" % self.cl.names[new])
         time.sleep(1.0)
-        C.start_redis(self.cl.procs, self.cl.tmp, name, victim, master_port=new)
+        start_redis(self.cl.procs, self.cl.tmp, name, victim, master_port=new)
         self.step(ev, "%s restarted (pid %d) as a replica of %s" % (name, self.cl.procs.pid(name),
                                                                     self.cl.names[new]))
         return t, new
@@ -811,17 +680,17 @@ class Chaos:
         sp = self.cl.sports[self.sentinel_i % len(self.cl.sports)]
         self.sentinel_i += 1
         ev["t_start"] = self.step(ev, "SENTINEL FAILOVER on sentinel port %d" % sp)
-        r = C.redis_call(sp, "SENTINEL", "FAILOVER", C.MASTER_NAME, timeout=2.0)
+        r = redis_call(sp, "SENTINEL", "FAILOVER", MASTER_NAME, timeout=2.0)
         if r != "OK":
             raise RuntimeError("SENTINEL FAILOVER answered %s" % r)
         self.last_failover = now()
         t_trig = now()
-        new = C.wait_until(lambda: (lambda m: m if m not in (None, old) else None)(self.cl.sentinel_master()),
+        new = wait_until(lambda: (lambda m: m if m not in (None, old) else None)(self.cl.sentinel_master()),
                            20, "the sentinels to name the new master", 0.1)
         self.step(ev, "sentinels name %s" % self.cl.names[new])
         time.sleep(max(0.0, t_trig + self.planned_kill_after - now()))
         try:
-            role = C.info_repl(old, timeout=0.5).get("role")
+            role = info_repl(old, timeout=0.5).get("role")
         except Exception as e:  # noqa: BLE001
             role = "unknown (%s)" % type(e).__name__
         _, newer = self.kill_and_restart(
@@ -847,6 +716,23 @@ class Chaos:
 ROUTE_RE = re.compile(r'master=(\S+)')
 
 
+def parse_log_time(line):
+    """Unix time of a tracing log line ('2026-11-22T20:44:27.415203Z  INFO ...'), or None."""
+    ts = line.split(" ", 1)[0]
+    if not ts.endswith("Z") or "T" not in ts:
+        return None
+    try:
+        base, _, frac = ts[:-1].partition(".")
+        t = datetime.datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+        return t.timestamp() + (float("0." + frac) if frac else 0.0)
+    except ValueError:
+        return None
+
+
+def fmt_utc(t):
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+
+
 def route_changes(lines):
     """[(t, what, line)] for every route change and failover hold in the proxy log."""
     out = []
@@ -859,7 +745,7 @@ def route_changes(lines):
             what = "hold"
         else:
             continue
-        t = C.parse_log_time(line)
+        t = parse_log_time(line)
         if t is not None:
             out.append((t, what, line.strip()))
     return out
@@ -905,7 +791,7 @@ def classify_readonly(err, switches):
 
 def mget_present(port, keys):
     out = {}
-    c = Conn(C.HOST, port, timeout=10.0)
+    c = Conn(HOST, port, timeout=10.0)
     try:
         for i in range(0, len(keys), 1000):
             batch = keys[i:i + 1000]
@@ -940,7 +826,7 @@ def idle_fds_back(pid, baseline, within):
     deadline = t + within
     while True:
         started = now()
-        s = C.settled_sample(pid, 1.0)
+        s = settled_sample(pid, 1.0)
         if s["fds"] == baseline["fds"] and s["fd_kinds"] == baseline["fd_kinds"]:
             return s, round(started - t, 2)
         if now() >= deadline:
@@ -1018,11 +904,10 @@ def main():
     ap.add_argument("--scrape-every", type=float, default=15.0,
                     help="scrape /metrics every S seconds during the run, as Prometheus would "
                          "(default 15; 0: only at the end)")
-    ap.add_argument("--out", default=os.path.join(C.HERE, "out"),
-                    help="output directory (default benches/soak/out, ignored by git)")
-    ap.add_argument("--proxy-bin", default=C.DEFAULT_BIN, help="the proxy binary (default %(default)s)")
+    ap.add_argument("--out", default=os.path.join(REPO, "target", "e2e-chaos"),
+                    help="output directory (default target/e2e-chaos)")
+    ap.add_argument("--proxy-bin", default=DEFAULT_BIN, help="the proxy binary (default %(default)s)")
     ap.add_argument("--no-build", action="store_true", help="do not run cargo build --release first")
-    ap.add_argument("--no-install", action="store_true", help="never apt-get install missing tools")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the run's temp dir (configs, logs)")
     args = ap.parse_args()
     args.kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
@@ -1038,72 +923,61 @@ def main():
     if not (20 <= args.duration <= 24 * 3600):
         ap.error("--duration must be between 20 s and 24 h")
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt()
-    signal.signal(signal.SIGTERM, on_term)
-
-    C.ensure_tools(args.no_install)
-    if not args.no_build:
-        C.build_proxy()
-    bin_dir, binary = C.private_copy(os.path.abspath(args.proxy_bin))
-    C.raise_nofile()
-    try:
-        return run(args, binary)
-    finally:
-        shutil.rmtree(bin_dir, ignore_errors=True)
+    return run_with_proxy(args, ["redis-server", "redis-sentinel"], run, install="scripts/install-deps.sh")
 
 
 def run(args, binary):
     os.makedirs(args.out, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="soak-chaos-")
-    procs = C.Procs(tmp)
+    procs = Procs(tmp)
     threads = []
     clients = {}
-    res = {"command": "python3 benches/soak/chaos.py " + " ".join(sys.argv[1:]),
+    res = {"command": "python3 tests/e2e/chaos.py " + " ".join(sys.argv[1:]),
            "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
            "settings": {"duration_s": args.duration, "quick": args.quick, "kinds": args.kinds,
                         "warmup_s": args.warmup, "hang_for_s": HANG_FOR, "stall_for_s": STALL_FOR,
                         "failover_cooldown_s": FAILOVER_COOLDOWN, "scrape_every_s": args.scrape_every},
-           "versions": C.versions(os.path.abspath(args.proxy_bin), binary),
+           "versions": run_versions(os.path.abspath(args.proxy_bin), binary),
            "notes": [], "broken": []}
     exit_code = 2
     try:
-        ports = C.free_ports(8)
+        ports = free_ports(8)
         rports, sports, proxy_port, admin_port = ports[0:3], ports[3:6], ports[6], ports[7]
         cl = Cluster(procs, tmp, rports, sports, proxy_port, admin_port)
         log("cluster in %s: redis %s, sentinels %s, proxy %d (admin %d)" % (tmp, rports, sports,
                                                                           proxy_port, admin_port))
-        C.start_redis(procs, tmp, "redis-1", rports[0])
-        C.start_redis(procs, tmp, "redis-2", rports[1], rports[0])
-        C.start_redis(procs, tmp, "redis-3", rports[2], rports[0])
-        C.wait_until(lambda: C.replicas_online(rports[0], 2), 20, "both replicas in sync")
+        start_redis(procs, tmp, "redis-1", rports[0])
+        start_redis(procs, tmp, "redis-2", rports[1], rports[0])
+        start_redis(procs, tmp, "redis-3", rports[2], rports[0])
+        wait_until(lambda: replicas_online(rports[0], 2), 20, "both replicas in sync")
         for i, sp in enumerate(sports):
-            C.start_sentinel(procs, tmp, "sentinel-%d" % (i + 1), sp, rports[0])
-        C.wait_until(lambda: all(sentinel_sees_peers(sp) for sp in sports), 40,
-                     "every sentinel to see 2 replicas and 2 other sentinels", 0.25)
-        toml = C.proxy_toml(proxy_port, admin_port, rports, sports)
+            start_sentinel(procs, tmp, "sentinel-%d" % (i + 1), sp, rports[0])
+        wait_until(lambda: sentinels_ready(sports), 40,
+                   "every sentinel to see 2 replicas and 2 other sentinels", 0.25)
+        toml = proxy_toml(proxy_port, admin_port, rports, sports)
         res["proxy_config"] = toml
-        C.start_proxy(procs, tmp, binary, admin_port, toml)
+        start_proxy(procs, tmp, binary, admin_port, toml)
         proxy_pid = procs.pid("proxy")
         m, t_set, detail = cl.settle(60)
         if t_set is None:
             raise RuntimeError("the cluster did not settle at start: %s" % detail)
         log("settled: master %s, proxy pid %d" % (cl.names[m], proxy_pid))
         # The baseline counts the proxy's sentinel subscriptions, so wait until all are open.
-        C.wait_until(lambda: sum("subscribed to sentinel failover events" in ln
-                                 for ln in C.log_lines(procs.logpath("proxy"))) >= len(sports),
+        wait_until(lambda: sum("subscribed to sentinel failover events" in ln
+                                 for ln in procs.log_lines("proxy")) >= len(sports),
                      15, "the proxy to subscribe to every sentinel", 0.2)
 
-        res["resources"] = {"baseline_idle": C.settled_sample(proxy_pid, 3.0),
-                            "baseline_smaps_rollup": C.smaps_rollup(proxy_pid)}
+        res["resources"] = {"baseline_idle": settled_sample(proxy_pid, 3.0),
+                            "baseline_smaps_rollup": smaps_rollup(proxy_pid)}
         t0 = wall()
         res["t0_unix"] = t0
         # --quick: --duration bounds the chaos round; the load stops 5 s after its last event.
         load_end = now() + args.duration
         ctx = argparse.Namespace(proxy_port=proxy_port, hard_deadline=load_end + 5)
-        sub_events = SentinelEvents(sports[0], load_end + 120)
-        sampler = Sampler(proxy_pid, load_end + 180, admin_port, args.scrape_every)
-        pollers = {p: NodePoller(p, load_end + 120) for p in rports}
+        sub_events = SentinelEvents(sports[0], load_end + 120, clock=wall)
+        sampler = ProcSampler(proxy_pid, load_end + 180, every=1.0, admin=admin_port,
+                              scrape_every=args.scrape_every)
+        pollers = {p: NodePoller(p, period=0.1, deadline=load_end + 120) for p in rports}
         clients = {c.name: c for c in [
             PlainWriter(ctx), PipelineWriter(ctx), FreshWriter(ctx), Subscriber(ctx), Publisher(ctx),
             Producer(ctx), Worker(ctx, "worker-1"), Worker(ctx, "worker-2")]}
@@ -1117,7 +991,7 @@ def run(args, binary):
             c.start()
         log("load started (%s); warm-up %.0f s" % (", ".join(clients), args.warmup))
         time.sleep(args.warmup)
-        res["resources"]["start"] = C.settled_sample(proxy_pid, 2.0)
+        res["resources"]["start"] = settled_sample(proxy_pid, 2.0)
 
         chaos = Chaos(cl, t0, load_end, 1 if args.quick else None, args.kinds)
         chaos.planned_kill_after = args.planned_kill_after
@@ -1148,23 +1022,23 @@ def run(args, binary):
         if final is None:
             raise RuntimeError("no agreed master at the end: %s" % detail)
         try:
-            C.wait_until(lambda: cl.caught_up(final), 30, "replicas to catch up with the final master", 0.2)
+            wait_until(lambda: cl.caught_up(final), 30, "replicas to catch up with the final master", 0.2)
         except RuntimeError as e:
             res["notes"].append(str(e))
         res["final_master"] = cl.names[final]
 
         # Resources at the end: no client, a few seconds of idle.
         def no_sessions():
-            ms = C.scrape_metrics(admin_port)
-            return C.metric(ms, "client_connections_active") == 0
+            ms = scrape_metrics(admin_port)
+            return metric(ms, "client_connections_active") == 0
         try:
-            C.wait_until(no_sessions, 15, "client_connections_active to reach 0", 0.25)
+            wait_until(no_sessions, 15, "client_connections_active to reach 0", 0.25)
         except RuntimeError as e:
             res["broken"].append(str(e))
         time.sleep(5.0)
         end, took = idle_fds_back(proxy_pid, res["resources"]["baseline_idle"], FDS_BACK_WITHIN)
         res["resources"]["end"] = end
-        res["resources"]["end_smaps_rollup"] = C.smaps_rollup(proxy_pid)
+        res["resources"]["end_smaps_rollup"] = smaps_rollup(proxy_pid)
         res["resources"]["fds_back_after_s"] = took
         sampler.stop_evt.set()
         sampler.join(timeout=3)
@@ -1174,7 +1048,7 @@ def run(args, binary):
                                     "threads": max(s["threads"] for s in samples)}
         res["resources"]["series"] = [[round(s["t"] - t0, 1), s["fds"], s["rss_kib"], s["rss_anon_kib"]]
                                       for s in samples]
-        res["metrics"] = C.scrape_metrics(admin_port)
+        res["metrics"] = scrape_metrics(admin_port)
         res["resources"]["metrics_scrapes_during_run"] = sampler.scrapes
         sub_events.stop_evt.set()
         for p in pollers.values():
@@ -1183,18 +1057,10 @@ def run(args, binary):
         analyse(res, cl, final, clients, chaos, procs, sub_events, pollers, t0)
 
         # Graceful stop: SIGTERM must end the proxy with status 0.
-        code = procs.terminate("proxy", timeout=15)
-        res["proxy_exit_on_sigterm"] = code
-        if code != 0:
-            res["broken"].append("the proxy exited with %s on SIGTERM (expected 0)" % code)
-        lines = C.log_lines(procs.logpath("proxy"))
-        shutil.copy(procs.logpath("proxy"), os.path.join(args.out, "chaos-proxy.log"))
-        panics = [ln for ln in lines if "panic" in ln.lower()]
+        lines, panics = stop_proxy(procs, res, os.path.join(args.out, "chaos-proxy.log"))
         res["proxy_log"] = {"lines": len(lines), "panic_lines": panics[:20],
                             "warn": sum(1 for ln in lines if " WARN " in ln),
                             "error": sum(1 for ln in lines if " ERROR " in ln)}
-        if panics:
-            res["broken"].append("the proxy log mentions a panic: %s" % panics[0][:300])
         exit_code = 1 if res["broken"] else 0
     except KeyboardInterrupt:
         res["error"] = "interrupted"
@@ -1203,31 +1069,16 @@ def run(args, binary):
         res["error"] = "%s: %s" % (type(e).__name__, e)
         res["traceback"] = traceback.format_exc()[-3000:]
         log("error: %s" % res["error"])
-        for name in list(procs.items):
-            res.setdefault("logs", {})[name] = procs.logtail(name, 1500)
+        res["logs"] = procs.logtails()
     finally:
         # A second SIGTERM (from `timeout`, or a second Ctrl-C) must not cut the cleanup short.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for t in threads:
-            t.stop_evt.set()
-        procs.kill_all()
-        for t in threads:
-            t.join(timeout=5)
-        if args.keep_tmp:
+        if procs.close(threads, keep=args.keep_tmp, join_timeout=5):
             res["tmp"] = tmp
             log("kept %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     res["exit_code"] = exit_code
-    with open(os.path.join(args.out, "chaos.json"), "w") as f:
-        json.dump(res, f, indent=1, default=str)
-    md = render(res)
-    with open(os.path.join(args.out, "chaos.md"), "w") as f:
-        f.write(md)
-    print()
-    print(md)
-    log("wrote %s/chaos.json, chaos.md, chaos-proxy.log" % args.out)
+    write_report(args.out, "chaos", res, render(res), also=["chaos-proxy.log"])
     return exit_code
 
 
@@ -1269,7 +1120,7 @@ def analyse(res, cl, final, clients, chaos, procs, sub_events, pollers, t0):
                               len(unexplained), name,
                               ["%s:%d acked at +%.3f s by %s" % (prefix, n, t - t0, cl.names.get(node, node))
                                for n, t, node in unexplained[:5]]))
-    ctr = C.redis_call(final, "GET", "soak:ctr", timeout=5.0)
+    ctr = redis_call(final, "GET", "soak:ctr", timeout=5.0)
     ctr = int(ctr) if ctr is not None else 0
     acked_incr = clients["pipeline"].incr_acked
     checks["incr"] = {"final_counter": ctr, "acked": acked_incr, "ok": ctr >= acked_incr,
@@ -1278,7 +1129,7 @@ def analyse(res, cl, final, clients, chaos, procs, sub_events, pollers, t0):
         broken.append("INCR soak:ctr is %d on the final master but %d INCRs were acknowledged" % (ctr, acked_incr))
 
     # Jobs.
-    remaining = C.redis_call(final, "LRANGE", "soak:q", 0, -1, timeout=5.0) or []
+    remaining = redis_call(final, "LRANGE", "soak:q", 0, -1, timeout=5.0) or []
     remaining = collections.Counter(int(x) for x in remaining)
     popped = collections.Counter()
     for w in ("worker-1", "worker-2"):
@@ -1306,7 +1157,7 @@ def analyse(res, cl, final, clients, chaos, procs, sub_events, pollers, t0):
                         "received": len(got), "received_of_those": len(delivered)}
 
     # READONLY.
-    lines = C.log_lines(procs.logpath("proxy"))
+    lines = procs.log_lines("proxy")
     switches = route_changes(lines)
     res["route_changes"] = [[round(t - t0, 3), what, line[:400]] for t, what, line in switches]
     ro = []
@@ -1356,7 +1207,7 @@ def analyse(res, cl, final, clients, chaos, procs, sub_events, pollers, t0):
         if "master" in (before[2], after[2]):
             continue
         until = changes[i + 1][0] if i + 1 < len(changes) else None
-        anomalies.append({"t": round(t - t0, 4), "at_utc": C.fmt_utc(t), "node": cl.names[port],
+        anomalies.append({"t": round(t - t0, 4), "at_utc": fmt_utc(t), "node": cl.names[port],
                           "role_before": [round(before[1] - t, 3), before[2]],
                           "role_after": [round(after[0] - t, 3), after[2]],
                           "route_kept_s": None if until is None else round(until - t, 4),
@@ -1443,16 +1294,16 @@ def analyse(res, cl, final, clients, chaos, procs, sub_events, pollers, t0):
 
     ms = res["metrics"]
     res["metrics_summary"] = {
-        "master_changes_total": C.metric(ms, "master_changes_total"),
-        "connections_drained_total": C.metric(ms, "connections_drained_total"),
-        "connections_refused_total": {reason: C.metric(ms, "connections_refused_total", reason=reason)
+        "master_changes_total": metric(ms, "master_changes_total"),
+        "connections_drained_total": metric(ms, "connections_drained_total"),
+        "connections_refused_total": {reason: metric(ms, "connections_refused_total", reason=reason)
                                       for reason in ("no_master", "over_limit", "backend_connect")},
-        "client_connections_total": C.metric(ms, "client_connections_total"),
-        "client_connections_active": C.metric(ms, "client_connections_active"),
-        "split_brain_conflicts_total": C.metric(ms, "split_brain_conflicts_total"),
-        "sentinel_disagreements_total": C.metric(ms, "sentinel_disagreements_total"),
-        "accept_errors_total": C.metric(ms, "accept_errors_total"),
-        "route_epoch": C.metric(ms, "route_epoch"),
+        "client_connections_total": metric(ms, "client_connections_total"),
+        "client_connections_active": metric(ms, "client_connections_active"),
+        "split_brain_conflicts_total": metric(ms, "split_brain_conflicts_total"),
+        "sentinel_disagreements_total": metric(ms, "sentinel_disagreements_total"),
+        "accept_errors_total": metric(ms, "accept_errors_total"),
+        "route_epoch": metric(ms, "route_epoch"),
     }
     if res["metrics_summary"]["split_brain_conflicts_total"]:
         res["notes"].append("split_brain_conflicts_total = %d" % res["metrics_summary"]["split_brain_conflicts_total"])
