@@ -57,6 +57,7 @@ pub mod info;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
+pub mod mux;
 pub mod relay;
 pub mod routing;
 pub mod sentinel;
