@@ -11,9 +11,9 @@
 //!
 //! Pinning is a superset, never a guess: a pinned client gets its own backend connection, so it
 //! sees exactly what it would see directly. The rule pins some commands that would be safe to
-//! share (`INFO` is not among them; `EVAL` is: a script cannot call `CLIENT` or block, but a
-//! long one holds the connection, so scripts keep their own); [`STATELESS`] lists the few
-//! commands the rule would pin that carry no connection state, each with the reason.
+//! share: scripts (`EVAL`, `FCALL`) can neither call `CLIENT` nor block, but a long one would
+//! hold every client behind its shared connection, so they keep their own. [`STATELESS`] lists
+//! the few commands the rule would pin that carry no connection state, each with the reason.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;

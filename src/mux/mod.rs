@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::listener::{self, DataPath, Settings};
 use crate::metrics as m;
-use crate::routing::Route;
+use crate::routing::{DrainSignal, Route};
 use classify::{classify, Class};
 use pool::{Batch, Replies};
 use request::{Parser, Step};
@@ -84,6 +84,9 @@ pub(crate) async fn serve(
     let mut stopped: Option<Stop> = None;
     // A backend connection the probe opened for this client, when it must be pinned.
     let mut own: Option<(Arc<Route>, TcpStream)> = None;
+    // Shared by every session: polled through an atomic, not the token's lock.
+    let stopping = DrainSignal::new(stop.clone());
+    tokio::pin!(stopping);
     loop {
         if let Some(why) = stopped {
             if answered == sent && out.is_empty() {
@@ -118,7 +121,7 @@ pub(crate) async fn serve(
                 continue;
             }
             res = cr.read_buf(&mut inbuf), if stopped.is_none() => res,
-            _ = stop.cancelled(), if stopped.is_none() => {
+            _ = &mut stopping, if stopped.is_none() => {
                 stopped = Some(Stop::Shutdown);
                 continue;
             }

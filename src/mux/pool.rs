@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use super::reply::{Scan, Scanner};
 use crate::listener::DataPath;
 use crate::metrics as m;
-use crate::routing::{DrainMode, Route};
+use crate::routing::{DrainMode, DrainSignal, Route};
 
 /// Shared connections per data-path thread. Few: the fewer connections, the more commands per
 /// write and per read on both sides (Redis's CPU per command falls with the batch); more than
@@ -289,7 +289,8 @@ impl Conn<'_> {
     ) -> ConnEnd {
         let route = self.route;
         let drain = route.drain_signal();
-        tokio::pin!(drain);
+        let stopping = DrainSignal::new(stop.clone());
+        tokio::pin!(drain, stopping);
         let mut rbuf = BytesMut::with_capacity(READ_BUFFER);
         let mut scanner = Scanner::default();
         let mut drain_deadline: Option<Instant> = None;
@@ -342,7 +343,7 @@ impl Conn<'_> {
                     }
                     None => return ConnEnd::Idle,
                 },
-                _ = stop.cancelled(), if idle => return ConnEnd::Idle,
+                _ = &mut stopping, if idle => return ConnEnd::Idle,
             }
         }
     }
