@@ -43,10 +43,19 @@ pub struct ShutdownReport {
 fn settings(cfg: &Config) -> Settings {
     Settings {
         relay: cfg.relay,
+        mode: cfg.mode,
         connect_timeout: cfg.connect_timeout.0,
         drain_timeout: cfg.drain_timeout.0,
         wait_for_master: cfg.wait_for_master.0,
         max_connections: cfg.max_connections,
+    }
+}
+
+/// The sentinel listener always relays: `mode` is about the master's clients.
+fn sentinel_settings(cfg: &Config) -> Settings {
+    Settings {
+        mode: crate::config::Mode::Relay,
+        ..settings(cfg)
     }
 }
 
@@ -107,7 +116,7 @@ pub async fn run_with(
     let sentinel_data = sentinel_listener.as_ref().map(|_| {
         Arc::new(DataPath {
             table: Arc::new(RouteTable::default()),
-            settings: ArcSwap::from_pointee(settings(&cfg)),
+            settings: ArcSwap::from_pointee(sentinel_settings(&cfg)),
             limit: data.limit.clone(),
             active: AtomicUsize::new(0),
             sessions: TaskTracker::new(),
@@ -178,7 +187,7 @@ pub async fn run_with(
         }
         data.settings.store(Arc::new(settings(&new)));
         if let Some(dp) = &sentinel_data {
-            dp.settings.store(Arc::new(settings(&new)));
+            dp.settings.store(Arc::new(sentinel_settings(&new)));
         }
         let (old_max, new_max) = (cfg.max_connections, new.max_connections);
         if new_max > old_max {

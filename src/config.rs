@@ -215,6 +215,29 @@ impl FromStr for RelayMode {
     }
 }
 
+/// What the client listener does with a client (see `mux/mod.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One backend connection per client, bytes relayed as they are.
+    #[default]
+    Relay,
+    /// Commands without connection state share a few backend connections per data-path thread;
+    /// a client that uses connection state is pinned to its own (the relay).
+    Multiplex,
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "relay" => Ok(Mode::Relay),
+            "multiplex" => Ok(Mode::Multiplex),
+            _ => Err(format!("`{s}` is not one of relay, multiplex")),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The file format.
 
@@ -268,6 +291,7 @@ struct RawConfig {
     wait_for_master: Option<Dur>,
     shutdown_grace: Option<Dur>,
     relay: Option<RelayMode>,
+    mode: Option<Mode>,
     #[serde(default, deserialize_with = "count")]
     threads: Option<usize>,
     health: Option<RawHealth>,
@@ -343,6 +367,8 @@ pub struct Config {
     /// SIGTERM: how long sessions may drain before the process exits.
     pub shutdown_grace: Dur,
     pub relay: RelayMode,
+    /// Relay every client 1:1 (the default), or multiplex what carries no connection state.
+    pub mode: Mode,
     /// Data-path threads (sessions run on them; the control plane has its own): 0 (the
     /// default) is one per CPU available to the process (cgroup quotas included), 1 runs
     /// everything on one thread, N starts N. Read at start only.
@@ -463,6 +489,7 @@ impl Default for Config {
             wait_for_master: Dur(Duration::from_secs(3)),
             shutdown_grace: Dur(Duration::from_secs(10)),
             relay: RelayMode::Auto,
+            mode: Mode::Relay,
             threads: 0,
             health: Health {
                 interval: Dur(Duration::from_secs(1)),
@@ -486,6 +513,7 @@ pub struct Overrides {
     pub interval: Option<Dur>,
     pub timeout: Option<Dur>,
     pub relay: Option<RelayMode>,
+    pub mode: Option<Mode>,
     pub threads: Option<usize>,
 }
 
@@ -504,6 +532,9 @@ impl Overrides {
         }
         if self.relay.is_some() {
             raw.relay = self.relay;
+        }
+        if self.mode.is_some() {
+            raw.mode = self.mode;
         }
         if self.threads.is_some() {
             raw.threads = self.threads;
@@ -526,6 +557,7 @@ impl Overrides {
             "admin" => self.admin.is_some(),
             "backends" => !self.backends.is_empty(),
             "relay" => self.relay.is_some(),
+            "mode" => self.mode.is_some(),
             "threads" => self.threads.is_some(),
             "health.interval" => self.interval.is_some(),
             "health.timeout" => self.timeout.is_some(),
@@ -536,6 +568,7 @@ impl Overrides {
             "admin" => "--admin",
             "backends" => "--backend",
             "relay" => "--relay",
+            "mode" => "--mode",
             "threads" => "--threads",
             "health.interval" => "--interval",
             "health.timeout" => "--timeout",
@@ -624,6 +657,7 @@ impl Config {
             wait_for_master: raw.wait_for_master.unwrap_or(d.wait_for_master),
             shutdown_grace: raw.shutdown_grace.unwrap_or(d.shutdown_grace),
             relay: raw.relay.unwrap_or(d.relay),
+            mode: raw.mode.unwrap_or(d.mode),
             threads: raw.threads.unwrap_or(d.threads),
             health,
             auth: raw

@@ -24,6 +24,8 @@
 //!   loop hands each client to the least-loaded one.
 //! - [`relay`]: both directions until close or drain; copy or splice per direction.
 //! - [`splice`]: the only `unsafe`: `splice(2)` through a pipe, Linux only.
+//! - [`mux`]: `mode = "multiplex"`: commands without connection state share a few backend
+//!   connections per worker; a client that uses connection state is pinned to the relay.
 //!
 //! [`app`] wires them and runs the shutdown sequence; [`shutdown`] maps signals; [`logging`]
 //! reads the log level in Redis's spellings.
@@ -57,6 +59,7 @@ pub mod info;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
+pub mod mux;
 pub mod relay;
 pub mod routing;
 pub mod sentinel;

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::RelayMode;
+use crate::config::{Mode, RelayMode};
 use crate::metrics as m;
 use crate::relay::{self, End};
 use crate::routing::{Route, RouteTable};
@@ -26,6 +26,8 @@ use crate::workers::Workers;
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub relay: RelayMode,
+    /// Relay each client 1:1, or multiplex (`crate::mux`).
+    pub mode: Mode,
     pub connect_timeout: Duration,
     pub drain_timeout: Duration,
     pub wait_for_master: Duration,
@@ -173,20 +175,33 @@ impl Drop for ActiveGuard<'_> {
 }
 
 /// One client session from accept to close.
-async fn serve(mut client: TcpStream, dp: &DataPath, stop: CancellationToken) {
+async fn serve(client: TcpStream, dp: &Arc<DataPath>, stop: CancellationToken) {
     dp.active.fetch_add(1, Ordering::Relaxed);
     metrics::gauge!(m::CLIENT_ACTIVE).increment(1.0);
     let _guard = ActiveGuard(&dp.active);
     let _ = client.set_nodelay(true);
     let settings = dp.settings.load_full();
-    let Some((route, mut backend)) = connect(dp, &settings, &stop).await else {
+    if settings.mode == Mode::Multiplex {
+        return crate::mux::serve(client, dp, &settings, stop).await;
+    }
+    let Some((route, backend)) = connect(dp, &settings, &stop).await else {
         return;
     };
+    relay_session(client, &route, backend, &settings).await;
+}
+
+/// Relays a connected session until it ends, and counts how it ended.
+pub(crate) async fn relay_session(
+    mut client: TcpStream,
+    route: &Route,
+    mut backend: TcpStream,
+    settings: &Settings,
+) {
     let bytes = relay::Bytes::default();
     let end = relay::relay(
         &mut client,
         &mut backend,
-        &route,
+        route,
         settings.relay,
         settings.drain_timeout,
         &bytes,
@@ -210,7 +225,7 @@ async fn serve(mut client: TcpStream, dp: &DataPath, stop: CancellationToken) {
 /// master is suspect), or the master refuses during a failover, waits (up to `wait_for_master`)
 /// for the next route, so a client that connects mid-failover gets a working connection instead
 /// of an error.
-async fn connect(
+pub(crate) async fn connect(
     dp: &DataPath,
     s: &Settings,
     stop: &CancellationToken,

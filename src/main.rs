@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use redis_master_proxy::config::{Config, Dur, HostPort, Overrides, RelayMode};
+use redis_master_proxy::config::{Config, Dur, HostPort, Mode, Overrides, RelayMode};
 use redis_master_proxy::workers::{self, Workers};
 use redis_master_proxy::{app, metrics as m, shutdown};
 
@@ -48,6 +48,9 @@ struct Settings {
     /// Relay mode: auto, splice or copy.
     #[arg(long)]
     relay: Option<RelayMode>,
+    /// Client listener mode: relay (one backend connection per client) or multiplex.
+    #[arg(long)]
+    mode: Option<Mode>,
     /// Data-path threads (0 = one per CPU; 1 = everything on one thread; at most 1024).
     #[arg(long)]
     threads: Option<usize>,
@@ -62,6 +65,7 @@ impl Settings {
             interval: self.interval,
             timeout: self.timeout,
             relay: self.relay,
+            mode: self.mode,
             threads: self.threads,
         };
         (self.config, o)

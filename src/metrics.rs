@@ -69,6 +69,15 @@ pub const SENTINEL_MISCONFIGURED: &str = "redis_master_proxy_sentinel_misconfigu
 pub const SENTINEL_DISAGREEMENTS: &str = "redis_master_proxy_sentinel_disagreements_total";
 /// Counter, failover events received from sentinels. Labels: `event`.
 pub const SENTINEL_EVENTS: &str = "redis_master_proxy_sentinel_events_total";
+/// Counter, commands written to shared backend connections in `mode = "multiplex"`.
+pub const MUX_COMMANDS: &str = "redis_master_proxy_multiplex_commands_total";
+/// Counter, multiplexed clients pinned to a backend connection of their own.
+pub const MUX_PINNED: &str = "redis_master_proxy_multiplex_pinned_total";
+/// Counter, multiplexed commands answered with the proxy's error instead of Redis's reply.
+/// Labels: `reason` = `lost` (the shared connection closed or its route drained at once while
+/// the command was in flight: it may have run) | `no_master` (no master within
+/// `wait_for_master`: it did not run).
+pub const MUX_ERRORS: &str = "redis_master_proxy_multiplex_errors_total";
 /// Counter, configuration reloads. Labels: `result` = `ok` | `error`.
 pub const CONFIG_RELOADS: &str = "redis_master_proxy_config_reloads_total";
 

@@ -74,11 +74,7 @@ impl Route {
     /// session) and afterwards only reads an atomic flag, relying on the session's task keeping
     /// the same waker, which tokio guarantees for a task.
     pub fn drain_signal(&self) -> DrainSignal {
-        DrainSignal {
-            token: self.drain.clone(),
-            wait: Box::pin(self.drain.clone().cancelled_owned()),
-            registered: false,
-        }
+        DrainSignal::new(self.drain.clone())
     }
 
     /// Whether the route is paused (see the module doc).
@@ -123,6 +119,17 @@ pub struct DrainSignal {
     token: CancellationToken,
     wait: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
     registered: bool,
+}
+
+impl DrainSignal {
+    /// The same cheap wait on any token shared by many sessions (the data path's stop token).
+    pub fn new(token: CancellationToken) -> DrainSignal {
+        DrainSignal {
+            wait: Box::pin(token.clone().cancelled_owned()),
+            token,
+            registered: false,
+        }
+    }
 }
 
 impl std::fmt::Debug for DrainSignal {

@@ -18,9 +18,9 @@ fn ok(r: Result<Reply, String>) -> Reply {
     }
 }
 
-/// Every kind of traffic real clients send, through the given relay mode and data-path
-/// threads.
-fn traffic_works(relay: &str, threads: usize) {
+/// Every kind of traffic real clients send, through the given relay mode, data-path threads
+/// and client listener mode.
+fn traffic_works(relay: &str, threads: usize, mode: &str) {
     let master = RedisNode::master();
     let r1 = RedisNode::replica_of(&master);
     let r2 = RedisNode::replica_of(&master);
@@ -30,7 +30,7 @@ fn traffic_works(relay: &str, threads: usize) {
         // Checks that tolerate a loaded machine: this test moves 16 MiB values while two others
         // like it run, and is about traffic, not about detecting a down master.
         &format!(
-            "relay = \"{relay}\"\nthreads = {threads}\n\
+            "relay = \"{relay}\"\nthreads = {threads}\nmode = \"{mode}\"\n\
              [health]\ninterval = \"300ms\"\ntimeout = \"250ms\"\nrise = 1\nfall = 3\n"
         ),
     );
@@ -117,21 +117,39 @@ fn traffic_works(relay: &str, threads: usize) {
     h.shutdown_write();
     assert_eq!(ok(h.read_reply()).as_str(), Some("PONG"));
     assert!(h.read_reply().is_err(), "closed after the reply");
+
+    if mode == "multiplex" {
+        // The pipeline shared; MULTI, SUBSCRIBE and BLPOP pinned their clients.
+        let shared = proxy.metric("redis_master_proxy_multiplex_commands_total");
+        assert!(shared.unwrap_or(0.0) >= 10_000.0, "{shared:?}");
+        let pinned = proxy.metric("redis_master_proxy_multiplex_pinned_total");
+        assert!(pinned.unwrap_or(0.0) >= 3.0, "{pinned:?}");
+    }
 }
 
 #[test]
 fn all_traffic_kinds_reach_the_master_with_copy_relay_on_one_thread() {
-    traffic_works("copy", 1);
+    traffic_works("copy", 1, "relay");
 }
 
 #[test]
 fn all_traffic_kinds_reach_the_master_with_splice_relay_on_three_workers() {
-    traffic_works("splice", 3);
+    traffic_works("splice", 3, "relay");
 }
 
 #[test]
 fn all_traffic_kinds_reach_the_master_with_auto_relay_on_default_workers() {
-    traffic_works("auto", 0);
+    traffic_works("auto", 0, "relay");
+}
+
+#[test]
+fn all_traffic_kinds_reach_the_master_in_multiplex_mode_on_two_workers() {
+    traffic_works("auto", 2, "multiplex");
+}
+
+#[test]
+fn all_traffic_kinds_reach_the_master_in_multiplex_mode_on_one_thread() {
+    traffic_works("copy", 1, "multiplex");
 }
 
 /// Sentinel-style switchover seen by INFO alone: the replica is promoted while the old master

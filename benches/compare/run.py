@@ -100,7 +100,7 @@ EXTRA_WORKLOADS = [
 ]
 WORKLOAD_BY_ID = {w.id: w for w in WORKLOADS + EXTRA_WORKLOADS}
 
-ALL_CANDIDATES = ["direct", "haproxy", "proxy", "proxy-copy", "proxy-splice"]
+ALL_CANDIDATES = ["direct", "haproxy", "proxy", "proxy-copy", "proxy-splice", "proxy-mux"]
 DEFAULT_CANDIDATES = ["direct", "haproxy", "proxy"]
 
 
@@ -279,9 +279,10 @@ class HAProxy(Candidate):
 class Proxy(Candidate):
     kind = "proxy"
 
-    def __init__(self, name, binary, relay, log_level, threads=None):
+    def __init__(self, name, binary, relay, log_level, threads=None, mode=None):
         super().__init__()
         self.name = name
+        self.mode = mode  # None: the default (relay); "multiplex" for proxy-mux
         self.binary = binary
         self.relay = relay
         self.threads = threads
@@ -307,6 +308,8 @@ class Proxy(Candidate):
             flags += ["--relay", self.relay]
         if self.threads is not None:
             flags += ["--threads", str(self.threads)]
+        if self.mode:
+            flags += ["--mode", self.mode]
         env = dict(os.environ)
         env.setdefault("RUST_LOG", self.log_level)
         try:
@@ -344,14 +347,17 @@ def make_candidates(names, args):
         elif n.startswith("proxy"):
             if binary is None:
                 binary = proxy_binary(args)
-            # proxy[-copy|-splice|-auto][-tN]: relay mode and runtime threads.
-            relay, threads = None, None
+            # proxy[-copy|-splice|-auto|-mux][-tN]: relay mode (or multiplex mode) and
+            # runtime threads.
+            relay, threads, mode = None, None, None
             for part in n.split("-")[1:]:
                 if re.fullmatch(r"t\d+", part):
                     threads = int(part[1:])
+                elif part == "mux":
+                    mode = "multiplex"
                 else:
                     relay = part
-            out.append(Proxy(n, binary, relay, args.proxy_log_level, threads))
+            out.append(Proxy(n, binary, relay, args.proxy_log_level, threads, mode))
     return out, binary
 
 
@@ -686,6 +692,8 @@ def write_markdown(res, path):
         "proxy": "redis-master-proxy with its default relay mode (`auto`).",
         "proxy-copy": "redis-master-proxy with `--relay copy` (user-space copy).",
         "proxy-splice": "redis-master-proxy with `--relay splice` (splice(2) through a pipe).",
+        "proxy-mux": "redis-master-proxy with `--mode multiplex` (commands without connection state "
+                     "share a few backend connections per thread).",
     }
     for c in cands:
         d = descr.get(c)
@@ -865,7 +873,7 @@ def parse_args(argv):
         a.out = str(REPO / "target" / "bench-compare-quick") if a.quick else str(REPO / "docs" / "benchmarks")
     a.candidates = [c.strip() for c in a.candidates.split(",") if c.strip()]
     bad = [c for c in a.candidates
-           if c not in ALL_CANDIDATES and not re.fullmatch(r"proxy(-(auto|copy|splice))?-t\d+", c)]
+           if c not in ALL_CANDIDATES and not re.fullmatch(r"proxy(-(auto|copy|splice|mux))?-t\d+", c)]
     if bad or not a.candidates:
         ap.error(f"unknown candidates {bad}; choose from {ALL_CANDIDATES}")
     if len(set(a.candidates)) != len(a.candidates):

@@ -1,0 +1,322 @@
+//! `mode = "multiplex"`: clients share a few backend connections per data-path thread, as long
+//! as what they send carries no connection state.
+//!
+//! A multiplexed session frames the client's requests ([`request`]) and classifies each command
+//! ([`classify`], from Redis's own command table, [`commands`]). Commands that share are handed,
+//! one batch per read, to a shared connection of this thread ([`pool`]), which writes many
+//! clients' commands per `writev` and routes replies back in order ([`reply`]). Redis then
+//! reads and answers many commands per system call instead of one, which is where a direct
+//! connection spends most of its CPU.
+//!
+//! # Pinning
+//! The first command that pins (a transaction, a blocking command, a subscription, `CLIENT`,
+//! `SELECT` to another database, `AUTH`, `HELLO`, a script, an unknown command, a request the
+//! parser does not frame exactly as Redis would, …) ends multiplexing for that client: once the
+//! replies of the commands it already sent are delivered, the session connects a backend
+//! connection of its own, writes the bytes it has read from that command on, and relays 1:1
+//! ([`crate::relay`]) for the rest of the session. Pinning lasts: the state such commands set
+//! (a database, a name, a subscription, a user) is Redis's, and only the connection that set it
+//! holds it; following it back to neutral would mean mirroring Redis's rules for it.
+//!
+//! When the master requires `AUTH` (a `PING` on a fresh connection answers `-NOAUTH`, asked once
+//! per route and thread), every client is pinned from its first command: shared connections are
+//! never authenticated, so a client never gets more than its own credentials give it.
+//!
+//! # Failover
+//! Pinned sessions are 1:1 sessions and drain as such (they close). Unpinned clients stay
+//! connected: commands in flight when their route drains get Redis's replies (graceful drain)
+//! or [`pool::ERR_LOST`] (immediate); commands sent afterwards go to the new master.
+
+pub mod classify;
+pub mod commands;
+pub mod pool;
+pub mod reply;
+pub mod request;
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::listener::{self, DataPath, Settings};
+use crate::metrics as m;
+use crate::routing::{DrainSignal, Route};
+use classify::{classify, Class};
+use pool::{Batch, Replies};
+use request::{Parser, Step};
+
+/// Read buffer of a client session, to start with.
+const CLIENT_BUFFER: usize = 16 * 1024;
+/// Replies gathered into one `writev` to a client.
+const MAX_IOV: usize = 64;
+
+/// Why a session stopped reading its client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// A command pins: relay from here once the replies in flight are delivered.
+    Pin,
+    /// The client half-closed: deliver the replies in flight, then close.
+    Eof,
+    /// The proxy is shutting down: deliver the replies in flight, then close.
+    Shutdown,
+}
+
+/// One multiplexed client session from accept to close.
+pub(crate) async fn serve(
+    mut client: TcpStream,
+    dp: &Arc<DataPath>,
+    settings: &Settings,
+    stop: CancellationToken,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Replies>();
+    let mut slot: Option<mpsc::UnboundedSender<Batch>> = None;
+    let mut inbuf = BytesMut::with_capacity(CLIENT_BUFFER);
+    let mut parser = Parser::default();
+    let mut out: VecDeque<Bytes> = VecDeque::new();
+    let mut out_written = 0usize;
+    let (mut sent, mut answered) = (0usize, 0usize);
+    let mut stopped: Option<Stop> = None;
+    // A backend connection the probe opened for this client, when it must be pinned.
+    let mut own: Option<(Arc<Route>, TcpStream)> = None;
+    // Shared by every session: polled through an atomic, not the token's lock.
+    let stopping = DrainSignal::new(stop.clone());
+    tokio::pin!(stopping);
+    loop {
+        if let Some(why) = stopped {
+            if answered == sent && out.is_empty() {
+                match why {
+                    Stop::Pin => return pin(client, inbuf, own, dp, settings, stop).await,
+                    Stop::Eof => {
+                        let _ = client.shutdown().await;
+                        return;
+                    }
+                    Stop::Shutdown => return,
+                }
+            }
+        }
+        if inbuf.capacity() - inbuf.len() < 1024 {
+            inbuf.reserve(CLIENT_BUFFER);
+        }
+        let (mut cr, mut cw) = client.split();
+        let read = tokio::select! {
+            biased;
+            m = rx.recv() => {
+                if let Some(m) = m {
+                    answered += m.count;
+                    out.push_back(m.bytes);
+                }
+                continue;
+            }
+            res = write_some(&mut cw, &out, out_written), if !out.is_empty() => {
+                match res {
+                    Ok(n) => advance(&mut out, &mut out_written, n),
+                    Err(_) => return,
+                }
+                continue;
+            }
+            res = cr.read_buf(&mut inbuf), if stopped.is_none() => res,
+            _ = &mut stopping, if stopped.is_none() => {
+                stopped = Some(Stop::Shutdown);
+                continue;
+            }
+        };
+        match read {
+            Ok(0) => {
+                stopped = Some(Stop::Eof);
+                continue;
+            }
+            Ok(_) => {}
+            Err(_) => return,
+        }
+        // Frame what arrived: commands that share go out as one batch; the first that pins
+        // stops reading.
+        let mut len = 0;
+        let mut count = 0;
+        loop {
+            match parser.next(&inbuf[len..]) {
+                Step::Command(c) => {
+                    let cmd = &inbuf[len..];
+                    let arg1 = c.arg1.clone().map(|r| &cmd[r]);
+                    if classify(&cmd[c.name.clone()], c.argc, arg1) == Class::Pin {
+                        stopped = Some(Stop::Pin);
+                        break;
+                    }
+                    len += c.len;
+                    count += 1;
+                }
+                Step::Skip(n) => len += n,
+                Step::Incomplete => break,
+                Step::Unframed => {
+                    stopped = Some(Stop::Pin);
+                    break;
+                }
+            }
+        }
+        if count == 0 {
+            // Only requests Redis would not answer (empty lines, `*0`): nothing to send.
+            let _ = inbuf.split_to(len);
+            continue;
+        }
+        let target = match &slot {
+            Some(s) => s.clone(),
+            None => match probe(dp, settings, &stop).await {
+                Probe::Share => {
+                    let s = pool::slot(dp, &stop);
+                    slot = Some(s.clone());
+                    s
+                }
+                Probe::Pin(conn) => {
+                    // Nothing was sent: the whole buffer goes to the client's own connection.
+                    own = conn;
+                    stopped = Some(Stop::Pin);
+                    continue;
+                }
+                Probe::Gone => return,
+            },
+        };
+        let batch = Batch {
+            bytes: inbuf.split_to(len).freeze(),
+            count,
+            reply: tx.clone(),
+            queued: tokio::time::Instant::now(),
+        };
+        sent += count;
+        if target.send(batch).is_err() {
+            return;
+        }
+    }
+}
+
+/// Marks `n` bytes of `out` written.
+fn advance(out: &mut VecDeque<Bytes>, written: &mut usize, mut n: usize) {
+    while n > 0 {
+        let Some(front) = out.front() else { return };
+        let take = n.min(front.len() - *written);
+        *written += take;
+        n -= take;
+        if *written == front.len() {
+            out.pop_front();
+            *written = 0;
+        }
+    }
+}
+
+async fn write_some(
+    w: &mut tokio::net::tcp::WriteHalf<'_>,
+    out: &VecDeque<Bytes>,
+    written: usize,
+) -> std::io::Result<usize> {
+    let mut slices = [IoSlice::new(&[]); MAX_IOV];
+    let mut n = 0;
+    for (i, b) in out.iter().take(MAX_IOV).enumerate() {
+        slices[i] = IoSlice::new(if i == 0 { &b[written..] } else { &b[..] });
+        n = i + 1;
+    }
+    match w.write_vectored(&slices[..n]).await {
+        Ok(0) => Err(std::io::ErrorKind::WriteZero.into()),
+        r => r,
+    }
+}
+
+/// Pins the client: its own backend connection (the probe's, or a new one), the bytes read
+/// from the pinning command on written first, then the 1:1 relay for the rest of the session.
+async fn pin(
+    client: TcpStream,
+    replay: BytesMut,
+    mut own: Option<(Arc<Route>, TcpStream)>,
+    dp: &DataPath,
+    settings: &Settings,
+    stop: CancellationToken,
+) {
+    metrics::counter!(m::MUX_PINNED).increment(1);
+    loop {
+        let (route, mut backend) = match own.take() {
+            Some(c) => c,
+            None => match listener::connect(dp, settings, &stop).await {
+                Some(c) => c,
+                None => return,
+            },
+        };
+        if !replay.is_empty() {
+            route.wait_open().await;
+            if route.is_drained() {
+                // Nothing was written to it: the next route gets the bytes.
+                continue;
+            }
+            if backend.write_all(&replay).await.is_err() {
+                return;
+            }
+        }
+        return listener::relay_session(client, &route, backend, settings).await;
+    }
+}
+
+/// Whether this client's commands may share connections.
+enum Probe {
+    Share,
+    /// Pin, on this connection when the probe opened one that is clean to reuse.
+    Pin(Option<(Arc<Route>, TcpStream)>),
+    /// No master within `wait_for_master`: close, as a 1:1 session would.
+    Gone,
+}
+
+thread_local! {
+    /// The last probe's answer on this thread: (data path, route epoch, shareable).
+    static PROBED: Cell<Option<(usize, u64, bool)>> = const { Cell::new(None) };
+}
+
+/// `PING` as a client library sends it.
+const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+
+/// Asks the current master, once per route and thread, whether an unauthenticated connection
+/// may run commands (see the module doc).
+async fn probe(dp: &Arc<DataPath>, settings: &Settings, stop: &CancellationToken) -> Probe {
+    let key = Arc::as_ptr(dp) as usize;
+    if let Some(route) = dp.table.load() {
+        match PROBED.with(Cell::get) {
+            Some((k, e, true)) if k == key && e == route.epoch => return Probe::Share,
+            Some((k, e, false)) if k == key && e == route.epoch => return Probe::Pin(None),
+            _ => {}
+        }
+    }
+    let Some((route, mut backend)) = listener::connect(dp, settings, stop).await else {
+        return Probe::Gone;
+    };
+    let answer = tokio::time::timeout(settings.connect_timeout, async {
+        let unexpected = |k: std::io::ErrorKind| -> std::io::Result<BytesMut> { Err(k.into()) };
+        backend.write_all(PING).await?;
+        let mut buf = BytesMut::with_capacity(256);
+        let mut scanner = reply::Scanner::default();
+        loop {
+            if backend.read_buf(&mut buf).await? == 0 {
+                return unexpected(std::io::ErrorKind::UnexpectedEof);
+            }
+            match scanner.scan(&buf) {
+                reply::Scan::Complete(n) if n == buf.len() => return Ok(buf),
+                reply::Scan::Incomplete => {}
+                _ => return unexpected(std::io::ErrorKind::InvalidData),
+            }
+        }
+    })
+    .await;
+    match answer {
+        Ok(Ok(reply)) if &reply[..] == b"+PONG\r\n" => {
+            PROBED.with(|p| p.set(Some((key, route.epoch, true))));
+            Probe::Share
+        }
+        Ok(Ok(reply)) => {
+            if reply.starts_with(b"-NOAUTH") {
+                PROBED.with(|p| p.set(Some((key, route.epoch, false))));
+            }
+            Probe::Pin(Some((route, backend)))
+        }
+        // The connection's state is unknown: the pinned session opens its own.
+        _ => Probe::Pin(None),
+    }
+}

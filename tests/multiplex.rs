@@ -1,0 +1,419 @@
+//! `mode = "multiplex"` against real `redis-server` processes: many clients share a few backend
+//! connections and each gets its own replies in order; everything with connection state pins
+//! its client and works as directly; failovers, pauses and a master that needs `AUTH` keep the
+//! 1:1 relay's promises. (`tests/core.rs` runs every traffic kind through this mode too.)
+
+mod common;
+
+use std::thread;
+use std::time::Duration;
+
+use common::proxy::{config_for, Proxy, FAST_HEALTH, FOLLOW_TIMEOUT};
+use common::{encode_command, wait_until, Client, RedisNode, Reply};
+
+fn ok(r: Result<Reply, String>) -> Reply {
+    match r {
+        Ok(Reply::Error(e)) => panic!("error reply: {e}"),
+        Ok(r) => r,
+        Err(e) => panic!("transport: {e}"),
+    }
+}
+
+fn multiplex(backends: &[String], extra: &str) -> Proxy {
+    Proxy::start(backends, &format!("mode = \"multiplex\"\n{extra}"))
+}
+
+fn pinned(proxy: &Proxy) -> f64 {
+    proxy
+        .metric("redis_master_proxy_multiplex_pinned_total")
+        .unwrap_or(0.0)
+}
+
+fn shared(proxy: &Proxy) -> f64 {
+    proxy
+        .metric("redis_master_proxy_multiplex_commands_total")
+        .unwrap_or(0.0)
+}
+
+/// Connections the master has open from its normal clients (checks and shared connections).
+fn master_clients(master: &RedisNode) -> usize {
+    master
+        .info("clients")
+        .get("connected_clients")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Forty clients on two threads each send pipelines of interleaved writes and reads of their
+/// own keys; every reply is the one its command expects, in order, while the master sees a
+/// handful of connections.
+#[test]
+fn many_clients_pipelines_interleave_and_each_gets_its_replies_in_order() {
+    let master = RedisNode::master();
+    let proxy = multiplex(&[master.addr()], "threads = 2");
+    proxy.wait_master(&master.addr());
+    let clients: Vec<_> = (0..40)
+        .map(|i| {
+            let addr = proxy.addr.clone();
+            thread::spawn(move || {
+                let mut c = Client::connect(&addr).unwrap();
+                c.set_timeout(Some(Duration::from_secs(30)));
+                let key = format!("client-{i}");
+                for round in 0..5 {
+                    let mut batch = Vec::new();
+                    for j in 0..200 {
+                        let v = format!("{i}-{round}-{j}");
+                        batch.extend_from_slice(&encode_command(&["SET", &key, &v]));
+                        batch.extend_from_slice(&encode_command(&["GET", &key]));
+                        batch.extend_from_slice(&encode_command(&["INCR", &format!("{key}-n")]));
+                    }
+                    c.send_raw(&batch).unwrap();
+                    for j in 0..200 {
+                        let v = format!("{i}-{round}-{j}");
+                        assert!(ok(c.read_reply()).is_ok());
+                        assert_eq!(ok(c.read_reply()).as_str(), Some(v.as_str()));
+                        assert_eq!(
+                            ok(c.read_reply()).as_int(),
+                            Some(round * 200 + j + 1),
+                            "client {i}"
+                        );
+                    }
+                }
+                c
+            })
+        })
+        .collect();
+    let clients: Vec<Client> = clients.into_iter().map(|t| t.join().unwrap()).collect();
+    // 40 clients are connected; the master sees the checks and at most 2 shared connections
+    // per thread.
+    let seen = master_clients(&master);
+    assert!(
+        seen < 12,
+        "the master sees {seen} connections for 40 clients"
+    );
+    assert!(shared(&proxy) >= 40.0 * 5.0 * 600.0);
+    assert_eq!(pinned(&proxy), 0.0);
+    drop(clients);
+}
+
+/// Commands with connection state pin their client to a connection of its own, where they
+/// behave as directly; commands without it do not pin.
+#[test]
+fn connection_state_pins_and_works() {
+    let master = RedisNode::master();
+    let proxy = multiplex(&[master.addr()], "");
+    proxy.wait_master(&master.addr());
+
+    // Plain commands, PING, ECHO, SELECT 0: no pin.
+    let mut plain = proxy.client();
+    assert!(ok(plain.cmd(&["SET", "k", "v"])).is_ok());
+    assert_eq!(ok(plain.cmd(&["PING"])).as_str(), Some("PONG"));
+    assert_eq!(ok(plain.cmd(&["ECHO", "e"])).as_str(), Some("e"));
+    assert!(ok(plain.cmd(&["SELECT", "0"])).is_ok());
+    assert_eq!(ok(plain.cmd(&["GET", "k"])).as_str(), Some("v"));
+    assert_eq!(pinned(&proxy), 0.0);
+
+    // SELECT 1: the client's later commands run in database 1.
+    let mut db1 = proxy.client();
+    assert!(ok(db1.cmd(&["SET", "k", "zero"])).is_ok());
+    assert!(ok(db1.cmd(&["SELECT", "1"])).is_ok());
+    assert!(ok(db1.cmd(&["SET", "k", "one"])).is_ok());
+    assert_eq!(ok(db1.cmd(&["GET", "k"])).as_str(), Some("one"));
+    assert_eq!(ok(plain.cmd(&["GET", "k"])).as_str(), Some("zero"));
+    let mut direct = master.client().unwrap();
+    ok(direct.cmd(&["SELECT", "1"]));
+    assert_eq!(ok(direct.cmd(&["GET", "k"])).as_str(), Some("one"));
+    assert_eq!(pinned(&proxy), 1.0);
+
+    // CLIENT SETNAME: the name stays with the client's connection.
+    let mut named = proxy.client();
+    assert!(ok(named.cmd(&["CLIENT", "SETNAME", "worker-7"])).is_ok());
+    assert_eq!(
+        ok(named.cmd(&["CLIENT", "GETNAME"])).as_str(),
+        Some("worker-7")
+    );
+    assert!(ok(named.cmd(&["SET", "after-name", "1"])).is_ok());
+    assert_eq!(pinned(&proxy), 2.0);
+
+    // MULTI/EXEC with WATCH, after plain commands on the same client.
+    let mut tx = proxy.client();
+    assert!(ok(tx.cmd(&["SET", "balance", "10"])).is_ok());
+    assert!(ok(tx.cmd(&["WATCH", "balance"])).is_ok());
+    assert!(ok(tx.cmd(&["MULTI"])).is_ok());
+    assert_eq!(
+        ok(tx.cmd(&["INCRBY", "balance", "5"])).as_str(),
+        Some("QUEUED")
+    );
+    let exec = ok(tx.cmd(&["EXEC"]));
+    assert_eq!(exec.as_array().unwrap()[0].as_int(), Some(15));
+
+    // SUBSCRIBE, then a PUBLISH from an unpinned client.
+    let mut sub = proxy.client();
+    assert_eq!(
+        ok(sub.cmd(&["SUBSCRIBE", "jobs"]))
+            .as_array()
+            .map(|a| a.len()),
+        Some(3)
+    );
+    assert_eq!(ok(plain.cmd(&["PUBLISH", "jobs", "j1"])).as_int(), Some(1));
+    let msg = ok(sub.read_reply());
+    assert_eq!(msg.as_array().unwrap()[2].as_str(), Some("j1"));
+
+    // BLPOP on a pinned connection, woken by an unpinned push.
+    let addr = proxy.addr.clone();
+    let waiter = thread::spawn(move || {
+        let mut w = Client::connect(&addr).unwrap();
+        w.set_timeout(Some(Duration::from_secs(20)));
+        w.cmd(&["BLPOP", "queue", "15"])
+    });
+    wait_until(FOLLOW_TIMEOUT, "BLPOP to block on the master", || {
+        master
+            .info("clients")
+            .get("blocked_clients")
+            .map(String::as_str)
+            == Some("1")
+    });
+    // The blocked client holds its own connection: unpinned clients are not stuck behind it.
+    assert_eq!(ok(plain.cmd(&["GET", "k"])).as_str(), Some("zero"));
+    assert_eq!(ok(plain.cmd(&["RPUSH", "queue", "x"])).as_int(), Some(1));
+    let popped = ok(waiter.join().unwrap());
+    assert_eq!(popped.as_array().unwrap()[1].as_str(), Some("x"));
+    assert_eq!(pinned(&proxy), 5.0);
+    assert_eq!(ok(plain.cmd(&["GET", "k"])).as_str(), Some("zero"));
+    assert_eq!(pinned(&proxy), 5.0, "the plain client stayed unpinned");
+}
+
+/// RESP3 (`HELLO 3`) pins: the client's connection speaks RESP3 from then on.
+#[test]
+fn hello_3_pins_and_speaks_resp3() {
+    let master = RedisNode::master();
+    let proxy = multiplex(&[master.addr()], "");
+    proxy.wait_master(&master.addr());
+    let mut c = proxy.client();
+    assert!(ok(c.cmd(&["SET", "k", "v"])).is_ok());
+    c.send_raw(&encode_command(&["HELLO", "3"])).unwrap();
+    // The test client reads RESP2 only: a RESP3 map is refused by it, which is the point.
+    let hello = c.read_reply();
+    assert!(
+        matches!(&hello, Err(e) if e.contains("'%'")),
+        "a RESP3 map: {hello:?}"
+    );
+    // Raw bytes: HELLO's map, then GET's RESP3 null.
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(&proxy.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut req = encode_command(&["HELLO", "3"]);
+    req.extend_from_slice(&encode_command(&["GET", "missing"]));
+    stream.write_all(&req).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"_\r\n") {
+        let n = stream.read(&mut buf).expect("reply bytes");
+        assert!(n > 0, "closed; got {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"%"), "{:?}", String::from_utf8_lossy(&got));
+    assert_eq!(pinned(&proxy), 2.0);
+}
+
+/// Inline commands (with an empty line, which Redis does not answer), a request sent in two
+/// halves with a pause between, a big argument and a malformed request all read as directly.
+#[test]
+fn inline_half_commands_and_malformed_requests_read_as_directly() {
+    let master = RedisNode::master();
+    let proxy = multiplex(&[master.addr()], "");
+    proxy.wait_master(&master.addr());
+
+    let mut c = proxy.client();
+    c.send_raw(b"SET inline yes\r\n\r\nGET inline\nPING\r\n")
+        .unwrap();
+    assert!(ok(c.read_reply()).is_ok());
+    assert_eq!(ok(c.read_reply()).as_str(), Some("yes"));
+    assert_eq!(ok(c.read_reply()).as_str(), Some("PONG"));
+
+    // Half a command: no reply until the rest comes.
+    let whole = encode_command(&["SET", "half", "done"]);
+    let (first, rest) = whole.split_at(whole.len() / 2);
+    c.send_raw(first).unwrap();
+    c.set_timeout(Some(Duration::from_millis(300)));
+    assert!(c.read_reply().is_err(), "nothing to answer yet");
+    c.set_timeout(Some(Duration::from_secs(5)));
+    c.send_raw(rest).unwrap();
+    assert!(ok(c.read_reply()).is_ok());
+    assert_eq!(master.get("half").as_deref(), Some("done"));
+
+    // A 4 MiB argument sent in small pieces.
+    let big: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 253) as u8).collect();
+    let cmd = encode_command(&[&b"SET"[..], b"big", &big]);
+    for piece in cmd.chunks(100_000) {
+        c.send_raw(piece).unwrap();
+    }
+    assert!(ok(c.read_reply()).is_ok());
+    assert_eq!(
+        ok(c.cmd(&["STRLEN", "big"])).as_int(),
+        Some(big.len() as i64)
+    );
+    assert_eq!(pinned(&proxy), 0.0);
+
+    // A quoted inline word and a protocol error: left to Redis on the client's own connection.
+    let mut q = proxy.client();
+    q.send_raw(b"SET quoted \"a b\"\r\nGET quoted\r\n").unwrap();
+    assert!(ok(q.read_reply()).is_ok());
+    assert_eq!(ok(q.read_reply()).as_str(), Some("a b"));
+    let mut bad = proxy.client();
+    bad.send_raw(b"*1\r\n:5\r\n").unwrap();
+    let r = bad.read_reply();
+    assert!(
+        matches!(&r, Ok(Reply::Error(e)) if e.contains("Protocol error")),
+        "{r:?}"
+    );
+    assert!(
+        bad.read_reply().is_err(),
+        "Redis closes after a protocol error"
+    );
+    assert_eq!(pinned(&proxy), 2.0);
+    // The shared connections were not affected.
+    assert_eq!(ok(c.cmd(&["GET", "inline"])).as_str(), Some("yes"));
+}
+
+/// A switchover: unpinned clients stay connected and their next commands reach the new
+/// master; a pinned client's session drains as a 1:1 session does; nothing sent through the
+/// proxy after the switch reaches the old master.
+#[test]
+fn failover_keeps_unpinned_clients_and_nothing_reaches_the_old_master() {
+    let a = RedisNode::master();
+    let b = RedisNode::replica_of(&a);
+    let c = RedisNode::replica_of(&a);
+    let proxy = multiplex(&[a.addr(), b.addr(), c.addr()], "threads = 2");
+    proxy.wait_master(&a.addr());
+
+    let mut unpinned: Vec<Client> = (0..6).map(|_| proxy.client()).collect();
+    for (i, u) in unpinned.iter_mut().enumerate() {
+        assert!(ok(u.cmd(&["SET", &format!("before-{i}"), "1"])).is_ok());
+    }
+    let mut pinned_client = proxy.client();
+    assert!(ok(pinned_client.cmd(&["CLIENT", "SETNAME", "p"])).is_ok());
+    b.wait_synced_with(&a, Duration::from_secs(10));
+
+    b.promote();
+    c.replicate_from(&b);
+    proxy.wait_master(&b.addr());
+
+    // Unpinned clients: still connected; a command in flight at the switch could have had an
+    // error, the next ones reach B.
+    for (i, u) in unpinned.iter_mut().enumerate() {
+        let key = format!("after-{i}");
+        let mut r = u.cmd(&["SET", &key, "x"]);
+        if matches!(&r, Ok(Reply::Error(e)) if e.contains("redis-master-proxy")) {
+            r = u.cmd(&["SET", &key, "x"]);
+        }
+        assert!(ok(r).is_ok(), "client {i} kept its connection");
+        assert_eq!(b.get(&key).as_deref(), Some("x"));
+        assert_eq!(a.get(&key), None, "nothing reaches the old master");
+    }
+    // The pinned client's session was drained with the old route.
+    let res = pinned_client.cmd(&["SET", "pinned-after", "x"]);
+    assert!(
+        !matches!(res, Ok(Reply::Status(_))),
+        "a pinned session on the old master is drained: {res:?}"
+    );
+    assert_eq!(a.get("pinned-after"), None);
+    // New clients share connections to the new master.
+    let mut fresh = proxy.client();
+    assert!(ok(fresh.cmd(&["SET", "fresh", "1"])).is_ok());
+    assert_eq!(b.get("fresh").as_deref(), Some("1"));
+    assert_eq!(a.get("fresh"), None);
+}
+
+const BUSY_SCRIPT: &str = "local t = redis.call('TIME') \
+    local t0 = t[1] * 1000000 + t[2] \
+    while true do \
+      local n = redis.call('TIME') \
+      if n[1] * 1000000 + n[2] - t0 > tonumber(ARGV[1]) * 1000 then break end \
+    end \
+    return 1";
+
+/// A master busy in a script (run by a pinned client) for longer than the check timeout:
+/// unpinned clients wait and get their replies; nobody is closed.
+#[test]
+fn slow_master_holds_unpinned_clients_and_answers_them() {
+    let m = RedisNode::master();
+    let r = RedisNode::replica_of(&m);
+    let proxy = multiplex(&[m.addr(), r.addr()], "");
+    proxy.wait_master(&m.addr());
+    let mut waiting: Vec<Client> = (0..4).map(|_| proxy.client()).collect();
+    for w in waiting.iter_mut() {
+        assert!(ok(w.cmd(&["SET", "k", "v"])).is_ok());
+        w.set_timeout(Some(Duration::from_secs(30)));
+    }
+    let addr = proxy.addr.clone();
+    let script = thread::spawn(move || {
+        let mut s = Client::connect(&addr).unwrap();
+        s.set_timeout(Some(Duration::from_secs(30)));
+        s.cmd(&["EVAL", BUSY_SCRIPT, "0", "2000"])
+    });
+    wait_until(FOLLOW_TIMEOUT, "the route to pause", || {
+        proxy.status()["master"]["paused"].as_bool() == Some(true)
+    });
+    for w in waiting.iter_mut() {
+        w.send_raw(&encode_command(&["INCR", "during-pause"]))
+            .unwrap();
+    }
+    let mut got: Vec<i64> = waiting
+        .iter_mut()
+        .map(|w| ok(w.read_reply()).as_int().unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![1, 2, 3, 4]);
+    assert!(matches!(ok(script.join().unwrap()), Reply::Int(1)));
+    assert_eq!(
+        proxy
+            .metric("redis_master_proxy_connections_drained_total")
+            .unwrap_or(0.0),
+        0.0
+    );
+    assert_eq!(
+        proxy
+            .metric("redis_master_proxy_multiplex_errors_total{reason=\"lost\"}")
+            .unwrap_or(0.0),
+        0.0
+    );
+}
+
+/// A master that requires `AUTH`: shared connections are never authenticated, so every client
+/// is pinned and authenticates itself; a client that does not gets Redis's `NOAUTH`.
+#[test]
+fn a_master_that_requires_auth_pins_every_client() {
+    let a = RedisNode::start(&["requirepass mux-secret"]);
+    let toml = config_for(
+        &[a.addr()],
+        &format!("mode = \"multiplex\"\n[auth]\npassword_env = \"RMP_TEST_PW\"\n{FAST_HEALTH}"),
+    );
+    let proxy = Proxy::start_config(&toml, &[("RMP_TEST_PW", "mux-secret")]);
+    proxy.wait_master(&a.addr());
+    let mut anon = proxy.client();
+    let r = anon.cmd(&["GET", "k"]);
+    assert!(
+        matches!(&r, Ok(Reply::Error(e)) if e.starts_with("NOAUTH")),
+        "{r:?}"
+    );
+    // More than ten arguments before AUTH: Redis's own protocol error, on the client's own
+    // connection only.
+    let mut many = proxy.client();
+    let args: Vec<String> = (0..12).map(|i| format!("a{i}")).collect();
+    let mut cmd: Vec<&str> = vec!["MSET"];
+    cmd.extend(args.iter().map(String::as_str));
+    let r = many.cmd(&cmd);
+    assert!(
+        matches!(&r, Ok(Reply::Error(e)) if e.contains("Protocol error")),
+        "{r:?}"
+    );
+    let mut user = proxy.client();
+    assert!(ok(user.cmd(&["AUTH", "mux-secret"])).is_ok());
+    assert!(ok(user.cmd(&["SET", "k", "v"])).is_ok());
+    assert_eq!(ok(anon.cmd(&["AUTH", "mux-secret"])).as_str(), Some("OK"));
+    assert_eq!(ok(anon.cmd(&["GET", "k"])).as_str(), Some("v"));
+    assert_eq!(shared(&proxy), 0.0);
+}
