@@ -42,7 +42,7 @@ from benches.failover.trust import WARMUP, Run
 from benches.harness.cluster import MASTER_NAME, agreed_master
 from benches.harness.endpoints import http_get
 from benches.harness.pollers import NodePoller
-from benches.harness.procs import log, now, wall
+from benches.harness.procs import REPO, log, now, wall
 from benches.harness.resp import redis_call
 
 TRIGGERS = ["switchover", "kill", "hang"]
@@ -307,13 +307,21 @@ def render(doc):
     w.append("Produced by `%s` (%s to %s UTC, %d s)." % (doc["command"], doc["started_utc"],
                                                         doc["finished_utc"], doc["duration_s"]))
     w.append("")
-    w.append("Build measured: `%s`, %s, sha256 `%s…`, built %s. %s; Python %s; kernel %s, %s CPUs." % (
-        v.get("git_commit", "?"), v.get("proxy_version", "?"), v.get("proxy_sha256", "?")[:16],
-        v.get("proxy_built", "?"), v.get("redis", "?"), v.get("python", "?"), v.get("kernel", "?"),
-        v.get("cpus", "?")))
+    w.append("Build measured: `%s` (%s) at commit `%s`%s, sha256 `%s…`, built %s. %s; Python %s; "
+             "kernel %s." % (
+                 v.get("proxy_binary", "?").replace(REPO + "/", ""), v.get("proxy_version", "?"),
+                 v.get("git_commit", "?"),
+                 " (`src/`, `Cargo.*` last changed in `%s`)" % v["proxy_src_commit"][:12]
+                 if v.get("proxy_src_commit") else "",
+                 v.get("proxy_sha256", "?")[:16], v.get("proxy_built", "?"), v.get("redis", "?"),
+                 v.get("python", "?"), v.get("kernel", "?")))
     w.append("")
-    w.append("The machine (2 CPUs) was shared with other builds and benchmarks while this ran: "
-             "scheduling delays of the proxies, the sentinels and this script are in the numbers.")
+    la = doc.get("load_average", {})
+    w.append("The machine (%s CPUs) was shared with other builds and benchmarks while this ran "
+             "(load average over 1, 5 and 15 min: %s at the start, %s at the end): scheduling "
+             "delays of the proxies, the sentinels and this script are in the numbers." % (
+                 v.get("cpus", "?"), " / ".join(map(str, la.get("start", ["?"]))),
+                 " / ".join(map(str, la.get("end", ["?"])))))
     w.append("")
     w.append("## Method")
     w.append("")

@@ -599,6 +599,7 @@ def run_fleet(args):
             "settle_s": fleet.SETTLE, "max_observe_s": fleet.MAX_OBSERVE, "poll_period_s": POLL_PERIOD,
         },
         "complete": args.fleet_runs >= fleet.DEFAULT_RUNS,
+        "load_average": {"start": [round(x, 2) for x in os.getloadavg()]},
         "versions": tool_versions(args),
         "runs": [],
     }
@@ -608,6 +609,7 @@ def run_fleet(args):
         doc["interrupted"] = True
         doc["summary"] = fleet.summarize(doc["runs"])
     doc["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    doc["load_average"]["end"] = [round(x, 2) for x in os.getloadavg()]
     doc["duration_s"] = round(time.monotonic() - t_start)
     path = fleet.write(args, doc)
     log("wrote %s, fleet.md (%d s)" % (path, doc["duration_s"]))
