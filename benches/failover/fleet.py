@@ -97,13 +97,19 @@ def status_master(admin):
 
 def promotion_wall(poller, t_from):
     """(the first poll answered at or after wall time t_from that says role:master, the send
-    time of the poll before it): the node became master between the two."""
+    time of the poll before it): the node became master between the two. (None, None) when it
+    did not."""
     prev = None
     for s in poller.samples:
         if s[1] >= t_from and s[2] == "master":
             return s[1], (prev[0] if prev else None)
         prev = s
     return None, None
+
+
+def first_publish(pubs, port):
+    """The time of the first publish (t, port) naming `port`, None if none."""
+    return next((t for t, p in pubs if p == port), None)
 
 
 def spread_ms(ts):
@@ -191,31 +197,43 @@ def run_once(args, trigger, rep):
 def analyse(run, trigger, old, final, ended, t_trig, t_cont, t_end, fast):
     rel = lambda t: None if t is None else round((t - t_trig) * 1000, 2)  # noqa: E731 - ms
     names = run.names
-    promo, promo_prev = (None, None) if final not in fast else promotion_wall(fast[final], t_trig)
+    # Every replica that became master after the trigger (Sentinel may promote two in a row).
+    promos = {p: promotion_wall(f, t_trig) for p, f in fast.items()}
+    promos = {p: v for p, v in promos.items() if v[0] is not None}
+    first = min(promos, key=lambda p: promos[p][0]) if promos else None
+    promo, promo_prev = promos.get(first, (None, None))
     out = {"old_master": names[old], "final_master": names.get(final, str(final)),
+           "first_promoted": names.get(first),
            "promotion_ms": rel(promo),
            "promotion_poll_uncertainty_ms": None if promo is None or promo_prev is None
            else round((promo - promo_prev) * 1000, 2),
+           "promotions": [[names[p], rel(t), None if tp is None else round((t - tp) * 1000, 2)]
+                          for p, (t, tp) in sorted(promos.items(), key=lambda kv: kv[1][0])],
            "sigcont_ms": rel(t_cont), "end_ms": rel(t_end),
            "proxy_ready_s": {n: r4(run.marks[n + "_ready"] - run.t_trig) for n in PROXIES},
            "proxies": {}}
-    publish, leave = {}, {}
+    publish, leave, publish_final = {}, {}, {}
     for n in PROXIES:
         lines = run.procs.log_lines(n)
         evs = [e for e in parse_log(lines) if e[0] >= t_trig]
         pubs = [(t, backend_port(m)) for t, k, m, _ in evs if k == "publish"]
-        first_pub = next((t for t, p in pubs if p != old), None)
+        first_pub, first_port = next(((t, p) for t, p in pubs if p != old), (None, None))
         first_leave = next((t for t, k, m, _ in evs if k in ("pause", "withdraw")
                             or (k == "publish" and backend_port(m) != old)), None)
         leave_kind = next((k for t, k, m, _ in evs if t == first_leave), None)
         publish[n], leave[n] = first_pub, first_leave
+        publish_final[n] = first_publish(pubs, final)
+        # follow: from the promotion of the master this publish names
+        promo_of = promos.get(first_port, (None, None))[0]
         e = ended[n]
         out["proxies"][n] = {
             "publish_ms": rel(first_pub),
+            "published": names.get(first_port),
+            "publish_final_ms": rel(publish_final[n]),
             "leave_ms": rel(first_leave),
             "leave_by": leave_kind,
-            "follow_ms": None if first_pub is None or promo is None
-            else round((first_pub - promo) * 1000, 2),
+            "follow_ms": None if first_pub is None or promo_of is None
+            else round((first_pub - promo_of) * 1000, 2),
             "published_after_trigger": [[rel(t), names.get(p, str(p))] for t, p in pubs],
             "events": [[rel(t), k, names.get(backend_port(m), m) if m else None] for t, k, m, _ in evs],
             "ended_on": names.get(e, e) if not isinstance(e, str) else e,
@@ -226,6 +244,15 @@ def analyse(run, trigger, old, final, ended, t_trig, t_cont, t_end, fast):
             run.res["notes"].append("%s's log mentions a panic" % n)
     ends = [ended[n] for n in PROXIES]
     out["publish_spread_ms"] = spread_ms(publish.values()) if None not in publish.values() else None
+    out["first_published_same"] = len({out["proxies"][n]["published"] for n in PROXIES}) == 1
+    out["publish_final_spread_ms"] = (spread_ms(publish_final.values())
+                                      if None not in publish_final.values() else None)
+    if len(promos) > 1:
+        run.res["notes"].append("the sentinels promoted more than one replica: %s" % ", ".join(
+            "%s at %.0f ms" % (nm, t) for nm, t, _ in out["promotions"]))
+    if not out["first_published_same"]:
+        run.res["notes"].append("the proxies' first new routes differ: %s" % ", ".join(
+            "%s %s" % (n, out["proxies"][n]["published"]) for n in PROXIES))
     out["leave_spread_ms"] = spread_ms(leave.values()) if None not in leave.values() else None
     out["all_published"] = None not in publish.values()
     out["same_master"] = len(set(ends)) == 1 and ends[0] == final
@@ -343,11 +370,11 @@ def render(doc):
     w.append("| leave spread | the same for the moment each proxy stopped routing new clients to "
              "the old master: its first `route paused`, `no backend qualifies` (withdrawn) or "
              "new-master publish after the trigger |")
-    w.append("| follow | a proxy's publish − the new master's first `role:master` answer to "
-             "`INFO replication` polled every %.0f ms (the answer's arrival; the promotion "
-             "happened between the previous poll's send and this answer, `promotion window` "
-             "below, so a follow down to minus that window is a publish right after the "
-             "promotion) |" % (FAST_POLL * 1000))
+    w.append("| follow | a proxy's publish − the first `role:master` answer of the master it "
+             "names to `INFO replication`, polled every %.0f ms (the answer's arrival: the "
+             "promotion happened between the previous poll's send and this answer, the window "
+             "shown beside `promotion seen`, so a follow down to minus that window is a publish "
+             "right after the promotion) |" % (FAST_POLL * 1000))
     w.append("| same master | every proxy's `/status` names, at the end, the master the "
              "sentinels name |")
     w.append("")
@@ -405,15 +432,19 @@ def render(doc):
         w.append("Proxies that published more than one route after the trigger (ms, master):")
         w.append("")
         for r, n, pubs in extra:
-            w.append("- %s rep %d, %s: %s" % (r["variant"], r["rep"], n,
-                                               ", ".join("%s %s" % (_f(t), m) for t, m in pubs)))
+            w.append("- %s rep %d, %s: %s (spread of the publish of the final master %s: %s ms)"
+                     % (r["variant"], r["rep"], n, ", ".join("%s %s" % (_f(t), m) for t, m in pubs),
+                        r["final_master"], _f(r["publish_final_spread_ms"])))
     w.append("")
     w.append("## fleet.json")
     w.append("")
     w.append("`settings`, `versions`, `summary` (the table above, per trigger: `n`, `median`, `max`, "
              "`min` of each measure) and `runs`: per repetition `variant` (the trigger), "
-             "`promotion_ms`, `sigcont_ms`, `publish_spread_ms`, `leave_spread_ms`, `same_master`, "
-             "`proxies.<proxy-N>` (`publish_ms`, `leave_ms`, `leave_by`, `follow_ms`, every route "
+             "`promotion_ms` (the first), `promotions` (each replica promoted: name, ms, poll "
+             "window), `sigcont_ms`, `publish_spread_ms`, `publish_final_spread_ms` (of the first "
+             "publish of the final master), `leave_spread_ms`, `same_master`, "
+             "`proxies.<proxy-N>` (`publish_ms`, `published`, `publish_final_ms`, `leave_ms`, "
+             "`leave_by`, `follow_ms`, every route "
              "event of its log after the trigger, `routes_polled` from `/status` every 200 ms in "
              "seconds, `ended_on`), `topology`, `sentinel_events` (seconds after the trigger) "
              "and `configs`.")
