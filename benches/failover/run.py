@@ -15,6 +15,9 @@ on a fresh local cluster each time (1 master, 2 replicas, 3 sentinels, all on
   * at the end every key the probe got +OK for is looked up on the final master:
     a missing key is an acknowledged write that was lost.
 
+`--modes fleet` (fleet.py) runs three proxies side by side instead and measures how closely
+they change route (fleet.json, fleet.md).
+
 Writes docs/failover/results.json, results.md and one chart per mode. Standard library
 only (benches/harness); the charts use matplotlib, from benches/.venv made by
 benches/install.sh.
@@ -40,7 +43,7 @@ import traceback
 if __package__ in (None, ""):  # run as a file: import from the repository root
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benches.failover import report, trust  # noqa: E402
+from benches.failover import fleet, report, trust  # noqa: E402
 from benches.failover.probes import (  # noqa: E402
     CANDIDATES, CLIENTS, POLL_PERIOD, PROBE_INTERVAL, PROBE_TIMEOUT, Probe, analyse_client,
     keys_present, proxy_metrics, r4, start_proxy_endpoint,
@@ -378,17 +381,20 @@ def analyse_topology(pollers, sub, t_trig, t_cont, t_end, old, final, names):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--candidates", default=",".join(CANDIDATES),
-                    help="comma-separated, from: %s (default: all)" % ",".join(CANDIDATES))
+    ap.add_argument("--candidates",
+                    help="comma-separated, from: %s (default: all; `--modes fleet` alone: proxy)"
+                         % ",".join(CANDIDATES))
     ap.add_argument("--modes", default=",".join(MODES),
-                    help="comma-separated, from the failover modes %s (default: all three) and the "
-                         "trust modes %s (or `trust` for all five; written to trust.json/trust.md)"
+                    help="comma-separated, from the failover modes %s (default: all three), the "
+                         "trust modes %s (or `trust` for all five; written to trust.json/trust.md) "
+                         "and `fleet` (three proxies, each trigger; fleet.json/fleet.md)"
                          % (",".join(MODES), ",".join(trust.MODES)))
     ap.add_argument("--clients", default=",".join(CLIENTS),
                     help="probes run side by side: persistent (one long-lived connection, replaced "
                          "after an error) and/or fresh (a new connection per write); default both")
-    ap.add_argument("--reps", "--runs", dest="reps", type=int, default=3,
-                    help="repetitions per candidate and mode (default 3)")
+    ap.add_argument("--reps", "--runs", dest="reps", type=int,
+                    help="repetitions per candidate and mode (default 3; fleet: %d per trigger)"
+                         % fleet.DEFAULT_RUNS)
     ap.add_argument("--quick", action="store_true", help="smoke test: 1 repetition of the first mode")
     ap.add_argument("--observe", type=float, default=25.0,
                     help="seconds to observe after the trigger (then up to %.0f s more until the "
@@ -408,8 +414,10 @@ def main():
     ap.add_argument("--keep-tmp", action="store_true", help="keep each run's temp dir (logs, configs)")
     args = ap.parse_args()
 
-    args.candidates = [c.strip() for c in args.candidates.split(",") if c.strip()]
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if args.candidates is None:  # the fleet mode measures proxies only
+        args.candidates = "proxy" if args.modes == ["fleet"] else ",".join(CANDIDATES)
+    args.candidates = [c.strip() for c in args.candidates.split(",") if c.strip()]
     if "trust" in args.modes:  # shorthand for every trust mode
         i = args.modes.index("trust")
         args.modes[i:i + 1] = [m for m in trust.MODES if m not in args.modes]
@@ -423,11 +431,15 @@ def main():
         if c not in CANDIDATES:
             ap.error("unknown candidate %r" % c)
     for m in args.modes:
-        if m not in MODES and m not in trust.MODES:
+        if m not in MODES and m not in trust.MODES and m != "fleet":
             ap.error("unknown mode %r" % m)
+    if "fleet" in args.modes and "proxy" not in args.candidates:
+        ap.error("--modes fleet needs the proxy candidate")
     if args.quick:
         args.reps = 1
         args.modes = args.modes[:1]
+    args.fleet_runs = args.reps or fleet.DEFAULT_RUNS
+    args.reps = args.reps or 3
     if args.reps < 1 or args.reps > 50:
         ap.error("--reps must be between 1 and 50")
     if not (5 <= args.observe <= 120):
@@ -450,6 +462,7 @@ def main():
         args.proxy_bin = os.path.join(bin_dir, "redis-master-proxy")
         shutil.copy2(args.proxy_bin_source, args.proxy_bin)
     try:
+        want_fleet = "fleet" in args.modes
         classic = [m for m in args.modes if m in MODES]
         trusted = [m for m in args.modes if m in trust.MODES]
         rc = 0
@@ -458,6 +471,8 @@ def main():
             rc = run_all(args)
         if trusted:
             rc = max(rc, run_trust(args, trusted))
+        if want_fleet:
+            rc = max(rc, run_fleet(args))
         return rc
     finally:
         if bin_dir:
@@ -566,6 +581,42 @@ def run_trust(args, modes):
     with open(os.path.join(args.out, "trust.md"), "w") as f:
         f.write(report.render_trust(doc, charts))
     log("wrote %s, trust.md%s (%d s)" % (json_path, ", charts" if charts else "", doc["duration_s"]))
+    if not doc["complete"]:
+        log("partial run: these results are for checking the setup, not for publishing")
+    return 1 if any("error" in r for r in doc["runs"]) else 0
+
+
+def run_fleet(args):
+    """The fleet mode: fleet.json and fleet.md in --out."""
+    t_start = time.monotonic()
+    doc = {
+        "kind": "fleet",
+        "started_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "command": "python3 benches/failover/run.py " + " ".join(sys.argv[1:]),
+        "settings": {
+            "triggers": fleet.TRIGGERS, "runs": args.fleet_runs, "proxies": len(fleet.PROXIES),
+            "start_gap_s": fleet.START_GAP, "warmup_s": trust.WARMUP, "hang_for_s": fleet.HANG_FOR,
+            "settle_s": fleet.SETTLE, "max_observe_s": fleet.MAX_OBSERVE, "poll_period_s": POLL_PERIOD,
+        },
+        "complete": args.fleet_runs >= fleet.DEFAULT_RUNS,
+        "load_average": {"start": [round(x, 2) for x in os.getloadavg()]},
+        "versions": tool_versions(args),
+        "runs": [],
+    }
+    if fleet.run_all(args, doc):
+        log("interrupted; writing what was measured")
+        doc["complete"] = False
+        doc["interrupted"] = True
+        doc["summary"] = fleet.summarize(doc["runs"])
+    doc["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    doc["load_average"]["end"] = [round(x, 2) for x in os.getloadavg()]
+    doc["duration_s"] = round(time.monotonic() - t_start)
+    path = fleet.write(args, doc)
+    log("wrote %s, fleet.md (%d s)" % (path, doc["duration_s"]))
+    for t, m in doc["summary"].items():
+        log("  %-10s publish spread median %s ms, max %s ms; same master %d of %d" % (
+            t, m["publish_spread_ms"]["median"], m["publish_spread_ms"]["max"], m["same_master"],
+            m["runs"] - m["errors"]))
     if not doc["complete"]:
         log("partial run: these results are for checking the setup, not for publishing")
     return 1 if any("error" in r for r in doc["runs"]) else 0
