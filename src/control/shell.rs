@@ -5,7 +5,9 @@
 //!
 //! Checks are not waited for as a batch: each result is handed to the machine the moment it
 //! arrives, and a backend whose check is still running (a hung server, held to the timeout) is
-//! skipped by the next round. Rounds run every `health.interval`, and every [`FAST_INTERVAL`]
+//! skipped by the next round. When something changes (a sentinel event, a new state), a round
+//! starts at once, and a backend whose check was already running is checked again as soon as
+//! that check ends, since its answer may predate the change. Rounds run every `health.interval`, and every [`FAST_INTERVAL`]
 //! while the machine says something is changing.
 
 use std::collections::HashSet;
@@ -144,6 +146,10 @@ impl Control {
     ) {
         let (tx, mut done) = mpsc::unbounded_channel::<Done>();
         let mut in_flight: HashSet<HostPort> = HashSet::new();
+        // Backends whose running check started before something changed: checked again the
+        // moment it ends, so a promotion is not seen one fast round late.
+        let mut again: HashSet<HostPort> = HashSet::new();
+        let mut urgent = false;
         let mut sentinels_in_flight = false;
         let mut next = Instant::now();
         loop {
@@ -157,6 +163,9 @@ impl Control {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep_until(deadline) => {
                     if Instant::now() >= next {
+                        if std::mem::take(&mut urgent) {
+                            again.extend(in_flight.iter().cloned());
+                        }
                         self.launch(&tx, &mut in_flight, &mut sentinels_in_flight);
                         self.rounds += 1;
                         next = Instant::now() + self.interval();
@@ -166,6 +175,10 @@ impl Control {
                 Some(d) = done.recv() => match d {
                     Done::Check(hp, report) => {
                         in_flight.remove(&hp);
+                        if again.remove(&hp) {
+                            in_flight.insert(hp.clone());
+                            self.spawn_check(hp.clone(), &tx);
+                        }
                         self.on_check(hp, report)
                     }
                     Done::Sentinels(answers) => {
@@ -189,6 +202,7 @@ impl Control {
             };
             if recheck {
                 next = Instant::now();
+                urgent = true;
             } else if self.machine.wants_fast_checks(std::time::Instant::now()) {
                 next = next.min(Instant::now() + FAST_INTERVAL);
             }
@@ -212,16 +226,11 @@ impl Control {
         in_flight: &mut HashSet<HostPort>,
         sentinels_in_flight: &mut bool,
     ) {
-        let timeout = self.cfg.health.timeout.0;
         for hp in &self.cfg.backends {
             if !in_flight.insert(hp.clone()) {
                 continue; // still checking (a hung backend holds its check to the timeout)
             }
-            let (hp, auth, tx) = (hp.clone(), self.cfg.auth.clone(), tx.clone());
-            tokio::spawn(async move {
-                let report = health::check(&hp, auth.as_ref(), timeout).await;
-                let _ = tx.send(Done::Check(hp, report));
-            });
+            self.spawn_check(hp.clone(), tx);
         }
         if self.cfg.sentinel.is_some() && !*sentinels_in_flight {
             *sentinels_in_flight = true;
@@ -230,6 +239,15 @@ impl Control {
                 let _ = tx.send(Done::Sentinels(fut.await));
             });
         }
+    }
+
+    /// Starts one check of `hp`; its report comes back as [`Done::Check`].
+    fn spawn_check(&self, hp: HostPort, tx: &mpsc::UnboundedSender<Done>) {
+        let (auth, tx, timeout) = (self.cfg.auth.clone(), tx.clone(), self.cfg.health.timeout.0);
+        tokio::spawn(async move {
+            let report = health::check(&hp, auth.as_ref(), timeout).await;
+            let _ = tx.send(Done::Check(hp, report));
+        });
     }
 
     /// Feeds one input to the machine and applies its effects; returns whether a round should
