@@ -7,7 +7,7 @@
 use std::process::Command;
 
 use bytes::BytesMut;
-use redis_master_proxy::info::{parse_info_reply, take_frame, MAX_REPLY_BYTES};
+use redis_master_proxy::redis::info::{parse_info_reply, take_frame, MAX_REPLY_BYTES};
 
 /// tokio's default worker thread stack. Health checks and sentinel subscriptions read and frame
 /// replies on these threads (`health::read_frame` → `info::take_frame`).

@@ -18,7 +18,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use redis_master_proxy::info::{
+use redis_master_proxy::redis::info::{
     parse_info_reply, parse_info_text, take_frame, ReplicationInfo, ReplyError, Role,
     MAX_REPLY_BYTES,
 };

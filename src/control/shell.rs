@@ -19,13 +19,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::machine::{Answer, Effect, HoldEnd, Input, Machine, Named, Note, Outcome, Params};
-use super::status::{BackendStatus, Decisions, MasterStatus, SentinelStatus, Status};
 use crate::config::{Config, HostPort};
-use crate::health::{self, CheckError};
-use crate::info::{ReplyError, Role};
+use crate::control::health::{self, CheckError};
+use crate::control::sentinel;
 use crate::metrics as m;
+use crate::redis::info::{ReplyError, Role};
 use crate::routing::RouteTable;
-use crate::sentinel;
+use crate::status::{BackendStatus, Decisions, MasterStatus, SentinelStatus, Status};
 
 /// Interval of rounds while something is changing.
 pub const FAST_INTERVAL: Duration = Duration::from_millis(50);
@@ -68,7 +68,7 @@ fn names(cfg: &Config) -> Vec<Arc<str>> {
 }
 
 /// Rule 1: what a check's result is evidence of.
-pub fn classify(result: Result<crate::info::ReplicationInfo, CheckError>) -> Outcome {
+pub fn classify(result: Result<crate::redis::info::ReplicationInfo, CheckError>) -> Outcome {
     let err = match result {
         Ok(info) => return Outcome::Reply(info),
         Err(e) => e,

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::{Auth, HostPort};
-use crate::info::{self, ReplicationInfo, ReplyError};
+use crate::redis::info::{self, ReplicationInfo, ReplyError};
 
 /// Why a check failed. [`CheckError::reason`] is the bounded metric label. I/O errors keep
 /// their source (shared, so a report can be cloned into `/status`).

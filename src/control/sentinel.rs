@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Auth, HostPort};
-use crate::health::{self, CheckError};
+use crate::control::health::{self, CheckError};
 use crate::metrics as m;
 
 /// The event channels the proxy subscribes to on every sentinel.
@@ -154,14 +154,16 @@ pub async fn query_master(
                 let port = text(&parts[1]);
                 match (host, port) {
                     (Some(h), Some(p)) => Ok(host_port(&h, &p)),
-                    _ => Err(CheckError::Reply(crate::info::ReplyError::Protocol(
+                    _ => Err(CheckError::Reply(crate::redis::info::ReplyError::Protocol(
                         "master address is not two strings".into(),
                     ))),
                 }
             }
             OwnedFrame::Null | OwnedFrame::Array(_) => Ok(None),
-            OwnedFrame::Error(e) => Err(CheckError::Reply(crate::info::ReplyError::Redis(e))),
-            _ => Err(CheckError::Reply(crate::info::ReplyError::Protocol(
+            OwnedFrame::Error(e) => {
+                Err(CheckError::Reply(crate::redis::info::ReplyError::Redis(e)))
+            }
+            _ => Err(CheckError::Reply(crate::redis::info::ReplyError::Protocol(
                 "unexpected reply to SENTINEL get-master-addr-by-name".into(),
             ))),
         }
@@ -456,7 +458,7 @@ async fn subscribe_once(
     let mut cmd: Vec<&[u8]> = vec![b"SUBSCRIBE"];
     cmd.extend(CHANNELS.iter().map(|c| c.as_bytes()));
     let mut request = bytes::BytesMut::new();
-    crate::info::encode_command(&mut request, &cmd);
+    crate::redis::info::encode_command(&mut request, &cmd);
     if let Err(e) = tokio::io::AsyncWriteExt::write_all(&mut stream, &request).await {
         return (None, unreachable(CheckError::Io(std::sync::Arc::new(e))));
     }

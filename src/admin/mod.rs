@@ -36,8 +36,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::control::Status;
-use crate::listener::DataPath;
+use crate::data::listener::DataPath;
+use crate::status::Status;
 
 /// Largest request head accepted; more is answered 431. (hyper's smallest read buffer.)
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -61,7 +61,7 @@ pub struct AdminState {
     pub shutting_down: CancellationToken,
     /// The event subscription to each sentinel, so `/status` shows one that is unreachable or
     /// is not a sentinel at all.
-    pub sentinel_links: crate::sentinel::Links,
+    pub sentinel_links: crate::control::sentinel::Links,
     /// The sentinel listener, when `sentinel.listen` is set.
     pub sentinel_listener: Option<SentinelListener>,
 }
@@ -71,7 +71,7 @@ pub struct SentinelListener {
     /// The bound address (with the port the system picked for port 0).
     pub listen: Option<std::net::SocketAddr>,
     pub data: Arc<DataPath>,
-    pub status: Arc<ArcSwap<crate::sentinel_route::Status>>,
+    pub status: Arc<ArcSwap<crate::control::sentinel_route::Status>>,
 }
 
 /// Serves until `stop` fires.
