@@ -4,7 +4,9 @@
 //! # Architecture
 //! The **control plane** decides where clients go; the **data path** moves their bytes. They
 //! meet in one small shared type, the current [`routing::Route`], held in an `ArcSwap`.
-//! Each folder is one layer; imports only run down, to the shared modules at the top level.
+//! Each folder is one layer, and imports only run down this order: [`app`] → [`admin`],
+//! [`tools`] → [`control`], [`data`] (neither imports the other) → [`routing`], [`status`] →
+//! [`redis`] → [`config`], [`metrics`].
 //!
 //! Control plane, [`control`] (one task, plus its checks, on the main thread):
 //! - [`control::machine`]: the decisions, as one pure state machine (its numbered rules are
@@ -34,7 +36,8 @@
 //!   `/status` and prints a table) and [`tools::haproxy`] (`import-haproxy`, converts a HAProxy
 //!   configuration into this TOML).
 //!
-//! Shared by every layer (the lowest layer; they import no folder above):
+//! Shared by the layers above (the lowest layer; [`status`] uses [`redis::info::Role`], nothing
+//! else here imports a folder):
 //! - [`routing`]: the current route, its epoch and its drain signal.
 //! - [`status`]: the `/status` snapshot the control plane publishes and `admin` serves.
 //! - [`config`]: the TOML file and flags → a validated [`config::Config`].

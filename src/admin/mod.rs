@@ -36,6 +36,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::MAX_ADMIN_CONNECTIONS;
 use crate::data::listener::DataPath;
 use crate::status::Status;
 
@@ -47,10 +48,6 @@ pub const MAX_HEAD: usize = 8 * 1024;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bound on a whole connection, response included.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once. Each is a task and a descriptor (a few KiB); 1,024 lets probes
-/// through a thousand idle or trickling connections while bounding the descriptors the admin
-/// listener can take from client sessions (see `config::DESCRIPTOR_RESERVE`).
-pub const MAX_ADMIN_CONNECTIONS: usize = 1024;
 
 /// What the admin endpoints read.
 pub struct AdminState {
