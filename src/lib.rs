@@ -28,7 +28,10 @@
 //!   connections per worker; a client that uses connection state is pinned to the relay.
 //!
 //! What the proxy says to Redis itself, [`redis`] (used by the control plane):
-//! - [`redis::info`]: sans-IO encoding of the check commands and parsing of `INFO replication`.
+//! - [`redis::resp`]: sans-IO encoding of commands and RESP framing, with its bounds.
+//! - [`redis::info`]: sans-IO parsing of `INFO replication`.
+//! - [`redis::client`]: the small client the checks and the sentinel code share (resolve,
+//!   connect, `AUTH`, one command, one bounded reply), with one error type.
 //!
 //! Operator interfaces:
 //! - [`admin`]: the HTTP listener: `/metrics`, `/livez`, `/readyz`, `/status`.

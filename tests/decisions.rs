@@ -402,8 +402,8 @@ fn busy_reply_is_slow() {
     w.check(
         0,
         redis_master_proxy::control::shell::classify(Err(
-            redis_master_proxy::control::health::CheckError::Reply(
-                redis_master_proxy::redis::info::ReplyError::Redis(
+            redis_master_proxy::redis::client::CheckError::Reply(
+                redis_master_proxy::redis::resp::ReplyError::Redis(
                     "BUSY Redis is busy running a script".into(),
                 ),
             ),

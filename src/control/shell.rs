@@ -20,10 +20,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::machine::{Answer, Effect, HoldEnd, Input, Machine, Named, Note, Outcome, Params};
 use crate::config::{Config, HostPort};
-use crate::control::health::{self, CheckError};
+use crate::control::health;
 use crate::control::sentinel;
 use crate::metrics as m;
-use crate::redis::info::{ReplyError, Role};
+use crate::redis::client::{self, CheckError};
+use crate::redis::info::Role;
+use crate::redis::resp::ReplyError;
 use crate::routing::RouteTable;
 use crate::status::{BackendStatus, Decisions, MasterStatus, SentinelStatus, Status};
 
@@ -303,7 +305,7 @@ impl Control {
         for a in answers {
             out.push(match a {
                 Answer::Names(hp) => {
-                    let addr = health::resolve(&hp).await.ok();
+                    let addr = client::resolve(&hp).await.ok();
                     Answer::Names(Named {
                         backend: self.backend_of(Some(&hp), addr),
                         label: hp.to_string(),
