@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion};
 use redis_master_proxy::control::machine::{Answer, Input, Machine, Named, Outcome, Params};
-use redis_master_proxy::info::{parse_info_reply, take_frame, ReplicationInfo};
+use redis_master_proxy::redis::info::{parse_info_reply, ReplicationInfo};
+use redis_master_proxy::redis::resp::take_frame;
 use redis_master_proxy::routing::{DrainMode, RouteTable};
 
 const MASTER_7: &str = "# Replication\r\nrole:master\r\nconnected_slaves:2\r\nslave0:ip=10.42.0.17,port=6379,state=online,offset=1234,lag=0\r\nslave1:ip=10.42.0.18,port=6379,state=online,offset=1234,lag=1\r\nmaster_failover_state:no-failover\r\nmaster_replid:5a8cb1b1e0b6b6fbd3e3e8a1ab3b0b0d0d3c4e21\r\nmaster_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:1234\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:1\r\nrepl_backlog_size:1048576\r\nrepl_backlog_first_byte_offset:1\r\nrepl_backlog_histlen:1234\r\n";
@@ -52,7 +53,7 @@ fn decide(c: &mut Criterion) {
     let mut buf = BytesMut::from(wire.as_bytes());
     let m: ReplicationInfo = parse_info_reply(&take_frame(&mut buf).unwrap().unwrap()).unwrap();
     let mut r = m.clone();
-    r.role = redis_master_proxy::info::Role::Replica;
+    r.role = redis_master_proxy::redis::info::Role::Replica;
     let names: Vec<Arc<str>> = ["a:1", "b:1", "c:1"].into_iter().map(Arc::from).collect();
     let params = Params {
         rise: 2,

@@ -19,7 +19,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use redis_master_proxy::app;
 use redis_master_proxy::config::{Config, Overrides};
-use redis_master_proxy::workers::Workers;
+use redis_master_proxy::data::workers::Workers;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const INFO_MASTER: &str = "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_replid:5a8cb1b1e0b6b6fbd3e3e8a1ab3b0b0d0d3c4e21\r\nmaster_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:0\r\n";

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Writes src/mux/commands.rs: Redis's command table (flags and ACL categories of every command
+"""Writes src/data/mux/commands.rs: Redis's command table (flags and ACL categories of every command
 and subcommand) as `COMMAND INFO` reports it, for the multiplexed mode's pinning rule.
 
-    python3 scripts/mux-commands.py [redis-server] > src/mux/commands.rs
+    python3 scripts/mux-commands.py [redis-server] > src/data/mux/commands.rs
 
 Starts a throwaway redis-server on a free loopback port (no persistence, its own temp dir), asks
 it `COMMAND INFO` and `INFO server`, stops it. The rule that turns flags into "pin" or "share"
-lives in src/mux/classify.rs, not here: this file only records what the server says.
+lives in src/data/mux/classify.rs, not here: this file only records what the server says.
 """
 import os
 import socket
@@ -91,7 +91,7 @@ def main():
     print(f"//! as `COMMAND INFO` of redis-server {version} reports them. Generated, not edited:")
     print("//!")
     print("//! ```sh")
-    print("//! python3 scripts/mux-commands.py > src/mux/commands.rs && cargo fmt")
+    print("//! python3 scripts/mux-commands.py > src/data/mux/commands.rs && cargo fmt")
     print("//! ```")
     print("//!")
     print("//! Subcommands are named `parent|sub`, as Redis names them. The rule that reads this table")

@@ -16,13 +16,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
-use crate::control::{Control, Status};
-use crate::listener::{self, DataPath, Settings};
+use crate::control::sentinel;
+use crate::control::sentinel_route;
+use crate::control::Control;
+use crate::data::listener::{self, DataPath, Settings};
+use crate::data::workers::Workers;
 use crate::metrics as m;
 use crate::routing::{DrainMode, RouteTable};
-use crate::sentinel;
-use crate::sentinel_route;
-use crate::workers::Workers;
+use crate::status::Status;
 
 /// What the process asks of a running app.
 #[derive(Debug)]
@@ -70,7 +71,7 @@ pub struct Listeners {
 }
 
 /// Runs the proxy until an [`Event::Shutdown`] arrives (or the sender is dropped). Sessions
-/// run on `workers` (see [`crate::workers`]); the control plane, the accept loop and the admin
+/// run on `workers` (see [`crate::data::workers`]); the control plane, the accept loop and the admin
 /// listener run on the caller's runtime.
 pub async fn run(
     cfg: Config,

@@ -441,11 +441,16 @@ pub const SENTINEL_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// Default `sentinel.check_timeout`.
 pub const SENTINEL_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Connections the admin listener serves at once. Each is a task and a descriptor (a few KiB);
+/// 1,024 lets probes through a thousand idle or trickling connections while bounding the
+/// descriptors the admin listener can take from client sessions (see [`descriptor_reserve`]).
+pub const MAX_ADMIN_CONNECTIONS: usize = 1024;
+
 /// Descriptors kept for everything but client sessions when `max_connections` is derived from
 /// the descriptor limit: the admin listener's connections (up to 1,024, never more than a
 /// quarter of the limit), checks, sentinel links, listeners and the process's own files.
 pub fn descriptor_reserve(limit: u64) -> u64 {
-    64 + (limit / 4).min(crate::admin::MAX_ADMIN_CONNECTIONS as u64)
+    64 + (limit / 4).min(MAX_ADMIN_CONNECTIONS as u64)
 }
 
 /// The largest default `max_connections`, reached from a descriptor limit of about 21,000:

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use redis_master_proxy::config::{Config, Dur, HostPort, Mode, Overrides, RelayMode};
-use redis_master_proxy::workers::{self, Workers};
+use redis_master_proxy::data::workers::{self, Workers};
 use redis_master_proxy::{app, metrics as m, shutdown};
 
 #[derive(Parser, Debug)]
@@ -140,7 +140,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            match redis_master_proxy::haproxy::import(&text) {
+            match redis_master_proxy::tools::haproxy::import(&text) {
                 Ok(imported) => {
                     for w in &imported.warnings {
                         eprintln!("warning: {w}");
@@ -155,12 +155,12 @@ fn main() -> ExitCode {
             }
         }
         Command::Status { admin, json } => {
-            match redis_master_proxy::status_cli::fetch_status(&admin) {
+            match redis_master_proxy::tools::status_cli::fetch_status(&admin) {
                 Ok(body) if json => {
                     println!("{body}");
                     ExitCode::SUCCESS
                 }
-                Ok(body) => match redis_master_proxy::status_cli::status_table(&body) {
+                Ok(body) => match redis_master_proxy::tools::status_cli::status_table(&body) {
                     Ok(table) => {
                         print!("{table}");
                         ExitCode::SUCCESS
@@ -239,14 +239,14 @@ async fn run(
     overrides: Overrides,
 ) -> ExitCode {
     raise_descriptor_limit(cfg.max_connections);
-    let client = match redis_master_proxy::listener::bind(cfg.listen) {
+    let client = match redis_master_proxy::data::listener::bind(cfg.listen) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: cannot listen on {} (key `listen`): {e}", cfg.listen);
             return EXIT_START;
         }
     };
-    let admin = match redis_master_proxy::listener::bind(cfg.admin) {
+    let admin = match redis_master_proxy::data::listener::bind(cfg.admin) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: cannot listen on {} (key `admin`): {e}", cfg.admin);
@@ -254,7 +254,7 @@ async fn run(
         }
     };
     let sentinel_listen = cfg.sentinel.as_ref().and_then(|s| s.listen);
-    let sentinel = match sentinel_listen.map(redis_master_proxy::listener::bind) {
+    let sentinel = match sentinel_listen.map(redis_master_proxy::data::listener::bind) {
         None => None,
         Some(Ok(l)) => Some(l),
         Some(Err(e)) => {

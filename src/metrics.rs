@@ -58,7 +58,7 @@ pub const ACCEPT_ERRORS: &str = "redis_master_proxy_accept_errors_total";
 pub const RELAY_BYTES: &str = "redis_master_proxy_relay_bytes_total";
 /// Histogram, duration of one health check (resolve, connect, AUTH, INFO). Labels: `backend`.
 pub const CHECK_DURATION: &str = "redis_master_proxy_check_duration_seconds";
-/// Counter, failed health checks. Labels: `backend`, `reason` (see `health::CheckError::reason`).
+/// Counter, failed health checks. Labels: `backend`, `reason` (see `redis::client::CheckError::reason`).
 pub const CHECK_FAILURES: &str = "redis_master_proxy_check_failures_total";
 /// Gauge, 1 while the sentinel answers. Labels: `sentinel`.
 pub const SENTINEL_UP: &str = "redis_master_proxy_sentinel_up";

@@ -7,8 +7,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use redis_master_proxy::config::{Auth, HostPort, Secret};
-use redis_master_proxy::health::{check, CheckError};
-use redis_master_proxy::info::Role;
+use redis_master_proxy::control::health::check;
+use redis_master_proxy::redis::client::CheckError;
+use redis_master_proxy::redis::info::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 

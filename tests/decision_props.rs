@@ -29,8 +29,8 @@ use proptest::prelude::*;
 use redis_master_proxy::control::machine::{
     Answer, Effect, Input, Machine, Named, Outcome, Params, HOLD_MAX,
 };
-use redis_master_proxy::info::{ReplicationInfo, Role};
-use redis_master_proxy::sentinel::Kind;
+use redis_master_proxy::control::sentinel::Kind;
+use redis_master_proxy::redis::info::{ReplicationInfo, Role};
 
 const REPLIDS: [&str; 3] = [
     "5a8cb1b1e0b6b6fbd3e3e8a1ab3b0b0d0d3c4e21",

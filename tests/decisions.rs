@@ -11,9 +11,9 @@ use redis_master_proxy::control::machine::{
     Answer, Effect, Input, Machine, Named, Note, Outcome, Params, DISTRUST_FOR, HOLD_MAX,
     ORPHAN_AFTER,
 };
-use redis_master_proxy::info::{ReplicationInfo, Role};
+use redis_master_proxy::control::sentinel::Kind;
+use redis_master_proxy::redis::info::{ReplicationInfo, Role};
 use redis_master_proxy::routing::DrainMode;
-use redis_master_proxy::sentinel::Kind;
 
 const ZERO: &str = "0000000000000000000000000000000000000000";
 const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -402,8 +402,8 @@ fn busy_reply_is_slow() {
     w.check(
         0,
         redis_master_proxy::control::shell::classify(Err(
-            redis_master_proxy::health::CheckError::Reply(
-                redis_master_proxy::info::ReplyError::Redis(
+            redis_master_proxy::redis::client::CheckError::Reply(
+                redis_master_proxy::redis::resp::ReplyError::Redis(
                     "BUSY Redis is busy running a script".into(),
                 ),
             ),

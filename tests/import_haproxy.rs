@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use redis_master_proxy::config::{Config, Overrides};
-use redis_master_proxy::haproxy::{import, Import, ImportError, HEADER, PASSWORD_ENV};
+use redis_master_proxy::tools::haproxy::{import, Import, ImportError, HEADER, PASSWORD_ENV};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/haproxy")

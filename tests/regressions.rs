@@ -7,10 +7,11 @@
 use std::process::Command;
 
 use bytes::BytesMut;
-use redis_master_proxy::info::{parse_info_reply, take_frame, MAX_REPLY_BYTES};
+use redis_master_proxy::redis::info::parse_info_reply;
+use redis_master_proxy::redis::resp::{take_frame, MAX_REPLY_BYTES};
 
 /// tokio's default worker thread stack. Health checks and sentinel subscriptions read and frame
-/// replies on these threads (`health::read_frame` → `info::take_frame`).
+/// replies on these threads (`client::read_frame` → `resp::take_frame`).
 const WORKER_STACK: usize = 2 * 1024 * 1024;
 
 /// Set in the child process that runs a test body which may abort the process.
@@ -57,10 +58,10 @@ fn frame_on_worker_stack(reply: Vec<u8>) -> bool {
 }
 
 /// Found by the `info_reply` fuzz target (input `*2\r\n`, repeated up to `MAX_REPLY_BYTES`);
-/// fixed by refusing nesting deeper than `info::MAX_NESTING` before decoding.
+/// fixed by refusing nesting deeper than `resp::MAX_NESTING` before decoding.
 ///
 /// A backend, or anything else answering on a backend's or a sentinel's address, that replies
-/// with RESP arrays nested a few thousand deep kills the whole proxy: `info::take_frame` hands
+/// with RESP arrays nested a few thousand deep kills the whole proxy: `resp::take_frame` hands
 /// the bytes to `redis_protocol::resp2::decode::decode`, which recurses once per nesting level
 /// with no limit, and overflows the 2 MiB stack of the tokio worker running the check
 /// ("thread 'tokio-rt-worker' has overflowed its stack", SIGABRT). `*1\r\n` repeated 8192
@@ -99,7 +100,7 @@ fn deeply_nested_reply_is_refused_without_overflowing_a_worker_stack() {
 /// BUG (open), found by the `info_reply` fuzz target (a 37-byte reply nested three deep, followed
 /// by arrays nested five deep), reduced here by hand.
 ///
-/// `info::take_frame` runs `check_nesting` over the whole buffer, past the end of the first
+/// `resp::take_frame` runs `check_nesting` over the whole buffer, past the end of the first
 /// frame, so a complete, shallow reply is refused ("arrays nested deeper than 4") when the bytes
 /// that follow it in the same read nest deeper. Delivered in two reads, the same bytes give the
 /// reply first and the error after it: the outcome depends on where a TCP read ends. Here

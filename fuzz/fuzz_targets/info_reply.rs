@@ -18,10 +18,8 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use redis_master_proxy::info::{
-    parse_info_reply, parse_info_text, take_frame, ReplicationInfo, ReplyError, Role,
-    MAX_REPLY_BYTES,
-};
+use redis_master_proxy::redis::info::{parse_info_reply, parse_info_text, ReplicationInfo, Role};
+use redis_master_proxy::redis::resp::{take_frame, ReplyError, MAX_REPLY_BYTES};
 use redis_protocol::resp2::types::OwnedFrame;
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};

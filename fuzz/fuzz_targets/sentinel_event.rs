@@ -17,7 +17,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use redis_master_proxy::config::HostPort;
-use redis_master_proxy::sentinel::{parse_event, Kind, CHANNELS};
+use redis_master_proxy::control::sentinel::{parse_event, Kind, CHANNELS};
 
 fuzz_target!(|data: &[u8]| {
     let mut parts = data.splitn(4, |b| *b == b'\n');
@@ -32,7 +32,7 @@ fn check_event(
     channel: &str,
     payload: &str,
     master_name: &str,
-    e: &redis_master_proxy::sentinel::Event,
+    e: &redis_master_proxy::control::sentinel::Event,
 ) {
     assert_eq!(e.channel, channel);
     assert!(CHANNELS.contains(&channel));

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::info::{ReplicationInfo, Role};
+use crate::control::sentinel::Kind;
+use crate::redis::info::{ReplicationInfo, Role};
 use crate::routing::DrainMode;
-use crate::sentinel::Kind;
 
 /// Rule 12: how old a reply may be to make its backend the new route.
 pub const STALE_AFTER: Duration = Duration::from_millis(250);

@@ -1,8 +1,9 @@
 #![doc = include_str!("rules.md")]
 
+pub mod health;
 pub mod machine;
+pub mod sentinel;
+pub mod sentinel_route;
 pub mod shell;
-pub mod status;
 
 pub use shell::Control;
-pub use status::Status;

@@ -21,13 +21,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::machine::{Answer, Effect, HoldEnd, Input, Machine, Named, Note, Outcome, Params};
-use super::status::{BackendStatus, Decisions, MasterStatus, SentinelStatus, Status};
 use crate::config::{Config, HostPort};
-use crate::health::{self, CheckError};
-use crate::info::{ReplyError, Role};
+use crate::control::health;
+use crate::control::sentinel;
 use crate::metrics as m;
+use crate::redis::client::{self, CheckError};
+use crate::redis::info::Role;
+use crate::redis::resp::ReplyError;
 use crate::routing::RouteTable;
-use crate::sentinel;
+use crate::status::{BackendStatus, Decisions, MasterStatus, SentinelStatus, Status};
 
 /// Interval of rounds while something is changing.
 pub const FAST_INTERVAL: Duration = Duration::from_millis(50);
@@ -70,7 +72,7 @@ fn names(cfg: &Config) -> Vec<Arc<str>> {
 }
 
 /// Rule 1: what a check's result is evidence of.
-pub fn classify(result: Result<crate::info::ReplicationInfo, CheckError>) -> Outcome {
+pub fn classify(result: Result<crate::redis::info::ReplicationInfo, CheckError>) -> Outcome {
     let err = match result {
         Ok(info) => return Outcome::Reply(info),
         Err(e) => e,
@@ -321,7 +323,7 @@ impl Control {
         for a in answers {
             out.push(match a {
                 Answer::Names(hp) => {
-                    let addr = health::resolve(&hp).await.ok();
+                    let addr = client::resolve(&hp).await.ok();
                     Answer::Names(Named {
                         backend: self.backend_of(Some(&hp), addr),
                         label: hp.to_string(),

@@ -1,22 +1,18 @@
-//! One health check of one backend: resolve, connect, `AUTH`, `INFO replication`, all within
-//! one timeout.
-//!
-//! Every check resolves the host name again (a pod that restarts with a new IP is followed at
-//! the next check) and opens a fresh connection, as HAProxy's `tcp-check` does, so a check never
-//! depends on a connection that went stale while the node was paused or moved. What is read is
-//! bounded by [`info::MAX_REPLY_BYTES`]; a peer that accepts and never answers (a `SIGSTOP`ped
-//! Redis) is caught by the timeout.
+//! The small Redis client the checks and the sentinel code share: resolve the name again,
+//! connect, send `AUTH` (when configured) pipelined with one command, read one reply bounded by
+//! [`MAX_REPLY_BYTES`](resp::MAX_REPLY_BYTES). Timeouts are the caller's: each wraps its whole
+//! conversation in one. Every failure is a [`CheckError`].
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::resp::{self, ReplyError};
 use crate::config::{Auth, HostPort};
-use crate::info::{self, ReplicationInfo, ReplyError};
 
 /// Why a check failed. [`CheckError::reason`] is the bounded metric label. I/O errors keep
 /// their source (shared, so a report can be cloned into `/status`).
@@ -82,49 +78,6 @@ impl CheckError {
     }
 }
 
-/// The outcome of one check.
-#[derive(Clone, Debug)]
-pub struct Report {
-    /// The address the name resolved to, when resolution succeeded.
-    pub addr: Option<SocketAddr>,
-    pub result: Result<ReplicationInfo, CheckError>,
-    pub latency: Duration,
-}
-
-/// Checks `backend` once, within `timeout`.
-pub async fn check(backend: &HostPort, auth: Option<&Auth>, timeout: Duration) -> Report {
-    let started = Instant::now();
-    // Shared with the check future so a timeout can say where it stopped.
-    let progress: Mutex<(&'static str, Option<SocketAddr>)> = Mutex::new(("resolving", None));
-    let set = |stage: &'static str, addr: Option<SocketAddr>| {
-        if let Ok(mut p) = progress.lock() {
-            p.0 = stage;
-            if addr.is_some() {
-                p.1 = addr;
-            }
-        }
-    };
-    let run = async {
-        let (mut stream, mut buf) = open(backend, auth, &[b"INFO", b"replication"], &set).await?;
-        set("waiting for the INFO reply", None);
-        let frame = read_frame(&mut stream, &mut buf).await?;
-        info::parse_info_reply(&frame).map_err(CheckError::Reply)
-    };
-    let result = match tokio::time::timeout(timeout, run).await {
-        Ok(r) => r,
-        Err(_) => Err(CheckError::Timeout {
-            timeout,
-            stage: progress.lock().map(|p| p.0).unwrap_or("checking"),
-        }),
-    };
-    let addr = progress.lock().ok().and_then(|p| p.1);
-    Report {
-        addr,
-        result,
-        latency: started.elapsed(),
-    }
-}
-
 /// An I/O error on an open check connection: a reset is its own kind (evidence that the server
 /// is gone), anything else is kept as text.
 fn io_error(e: std::io::Error) -> CheckError {
@@ -166,18 +119,18 @@ pub(crate) async fn open(
     if let Some(a) = auth {
         let pw = a.password.expose().as_bytes();
         match a.username.as_deref() {
-            Some(u) => info::encode_command(&mut request, &[b"AUTH", u.as_bytes(), pw]),
-            None => info::encode_command(&mut request, &[b"AUTH", pw]),
+            Some(u) => resp::encode_command(&mut request, &[b"AUTH", u.as_bytes(), pw]),
+            None => resp::encode_command(&mut request, &[b"AUTH", pw]),
         }
     }
-    info::encode_command(&mut request, command);
+    resp::encode_command(&mut request, command);
     progress("sending", None);
     stream.write_all(&request).await.map_err(io_error)?;
     let mut buf = BytesMut::with_capacity(4096);
     if auth.is_some() {
         progress("waiting for the AUTH reply", None);
         let frame = read_frame(&mut stream, &mut buf).await?;
-        info::check_auth_reply(&frame).map_err(|e| match e {
+        resp::check_auth_reply(&frame).map_err(|e| match e {
             ReplyError::Redis(msg) => CheckError::Auth(msg),
             other => CheckError::Reply(other),
         })?;
@@ -205,7 +158,7 @@ pub(crate) async fn read_frame(
     buf: &mut BytesMut,
 ) -> Result<redis_protocol::resp2::types::OwnedFrame, CheckError> {
     loop {
-        if let Some(frame) = info::take_frame(buf).map_err(CheckError::Reply)? {
+        if let Some(frame) = resp::take_frame(buf).map_err(CheckError::Reply)? {
             return Ok(frame);
         }
         buf.reserve(4096);

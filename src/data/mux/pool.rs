@@ -36,7 +36,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::reply::{Scan, Scanner};
-use crate::listener::DataPath;
+use crate::data::listener::DataPath;
 use crate::metrics as m;
 use crate::routing::{DrainMode, DrainSignal, Route};
 

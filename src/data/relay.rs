@@ -40,8 +40,8 @@ use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
 use crate::config::RelayMode;
+use crate::data::splice::{Pipe, PIPE_CAPACITY};
 use crate::routing::{DrainMode, Route};
-use crate::splice::{Pipe, PIPE_CAPACITY};
 
 /// Size of the copy buffer of one direction during a burst.
 pub const COPY_BUFFER: usize = 16 * 1024;

@@ -2,7 +2,7 @@
 //! as `COMMAND INFO` of redis-server 7.0.15 reports them. Generated, not edited:
 //!
 //! ```sh
-//! python3 scripts/mux-commands.py > src/mux/commands.rs && cargo fmt
+//! python3 scripts/mux-commands.py > src/data/mux/commands.rs && cargo fmt
 //! ```
 //!
 //! Subcommands are named `parent|sub`, as Redis names them. The rule that reads this table

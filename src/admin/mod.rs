@@ -36,8 +36,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::control::Status;
-use crate::listener::DataPath;
+use crate::config::MAX_ADMIN_CONNECTIONS;
+use crate::data::listener::DataPath;
+use crate::status::Status;
 
 /// Largest request head accepted; more is answered 431. (hyper's smallest read buffer.)
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -47,10 +48,6 @@ pub const MAX_HEAD: usize = 8 * 1024;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bound on a whole connection, response included.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once. Each is a task and a descriptor (a few KiB); 1,024 lets probes
-/// through a thousand idle or trickling connections while bounding the descriptors the admin
-/// listener can take from client sessions (see `config::DESCRIPTOR_RESERVE`).
-pub const MAX_ADMIN_CONNECTIONS: usize = 1024;
 
 /// What the admin endpoints read.
 pub struct AdminState {
@@ -61,7 +58,7 @@ pub struct AdminState {
     pub shutting_down: CancellationToken,
     /// The event subscription to each sentinel, so `/status` shows one that is unreachable or
     /// is not a sentinel at all.
-    pub sentinel_links: crate::sentinel::Links,
+    pub sentinel_links: crate::control::sentinel::Links,
     /// The sentinel listener, when `sentinel.listen` is set.
     pub sentinel_listener: Option<SentinelListener>,
 }
@@ -71,7 +68,7 @@ pub struct SentinelListener {
     /// The bound address (with the port the system picked for port 0).
     pub listen: Option<std::net::SocketAddr>,
     pub data: Arc<DataPath>,
-    pub status: Arc<ArcSwap<crate::sentinel_route::Status>>,
+    pub status: Arc<ArcSwap<crate::control::sentinel_route::Status>>,
 }
 
 /// Serves until `stop` fires.

@@ -1,6 +1,6 @@
 //! The snapshot `/status` and the `status` command show. Secrets never enter it.
 
-use crate::info::Role;
+use crate::redis::info::Role;
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Status {

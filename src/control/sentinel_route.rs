@@ -28,7 +28,7 @@ use redis_protocol::resp2::types::OwnedFrame;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Auth, SentinelConfig};
-use crate::health::{self, CheckError};
+use crate::redis::client::{self, CheckError};
 use crate::routing::{DrainMode, RouteTable};
 
 /// Failing checks in a row before an up sentinel counts as down.
@@ -101,14 +101,16 @@ pub async fn ping(
     timeout: Duration,
 ) -> Result<SocketAddr, String> {
     let run = async {
-        let (mut stream, mut buf) = health::open(sentinel, auth, &[b"PING"], &|_, _| {}).await?;
+        let (mut stream, mut buf) = client::open(sentinel, auth, &[b"PING"], &|_, _| {}).await?;
         let addr = stream
             .peer_addr()
             .map_err(|e| CheckError::Io(std::sync::Arc::new(e)))?;
-        match health::read_frame(&mut stream, &mut buf).await? {
+        match client::read_frame(&mut stream, &mut buf).await? {
             OwnedFrame::SimpleString(s) if s == b"PONG" => Ok(addr),
-            OwnedFrame::Error(e) => Err(CheckError::Reply(crate::info::ReplyError::Redis(e))),
-            _ => Err(CheckError::Reply(crate::info::ReplyError::Protocol(
+            OwnedFrame::Error(e) => {
+                Err(CheckError::Reply(crate::redis::resp::ReplyError::Redis(e)))
+            }
+            _ => Err(CheckError::Reply(crate::redis::resp::ReplyError::Protocol(
                 "the answer to PING is not +PONG".into(),
             ))),
         }

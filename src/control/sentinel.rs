@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Auth, HostPort};
-use crate::health::{self, CheckError};
 use crate::metrics as m;
+use crate::redis::client::{self, CheckError};
 
 /// The event channels the proxy subscribes to on every sentinel.
 pub const CHANNELS: &[&str] = &[
@@ -142,8 +142,8 @@ pub async fn query_master(
             b"get-master-addr-by-name",
             master_name.as_bytes(),
         ];
-        let (mut stream, mut buf) = health::open(sentinel, auth, &cmd, &|_, _| {}).await?;
-        let frame = health::read_frame(&mut stream, &mut buf).await?;
+        let (mut stream, mut buf) = client::open(sentinel, auth, &cmd, &|_, _| {}).await?;
+        let frame = client::read_frame(&mut stream, &mut buf).await?;
         match frame {
             OwnedFrame::Array(parts) if parts.len() == 2 => {
                 let text = |f: &OwnedFrame| match f {
@@ -154,14 +154,16 @@ pub async fn query_master(
                 let port = text(&parts[1]);
                 match (host, port) {
                     (Some(h), Some(p)) => Ok(host_port(&h, &p)),
-                    _ => Err(CheckError::Reply(crate::info::ReplyError::Protocol(
+                    _ => Err(CheckError::Reply(crate::redis::resp::ReplyError::Protocol(
                         "master address is not two strings".into(),
                     ))),
                 }
             }
             OwnedFrame::Null | OwnedFrame::Array(_) => Ok(None),
-            OwnedFrame::Error(e) => Err(CheckError::Reply(crate::info::ReplyError::Redis(e))),
-            _ => Err(CheckError::Reply(crate::info::ReplyError::Protocol(
+            OwnedFrame::Error(e) => {
+                Err(CheckError::Reply(crate::redis::resp::ReplyError::Redis(e)))
+            }
+            _ => Err(CheckError::Reply(crate::redis::resp::ReplyError::Protocol(
                 "unexpected reply to SENTINEL get-master-addr-by-name".into(),
             ))),
         }
@@ -422,9 +424,9 @@ async fn subscribe_once(
         master_name.as_bytes(),
     ];
     let opened = tokio::time::timeout(connect_timeout, async {
-        let (stream, mut buf) = health::open(sentinel, auth, &ask, &|_, _| {}).await?;
+        let (stream, mut buf) = client::open(sentinel, auth, &ask, &|_, _| {}).await?;
         let mut stream = stream;
-        let frame = health::read_frame(&mut stream, &mut buf).await?;
+        let frame = client::read_frame(&mut stream, &mut buf).await?;
         Ok::<_, CheckError>((stream, buf, frame))
     })
     .await;
@@ -456,7 +458,7 @@ async fn subscribe_once(
     let mut cmd: Vec<&[u8]> = vec![b"SUBSCRIBE"];
     cmd.extend(CHANNELS.iter().map(|c| c.as_bytes()));
     let mut request = bytes::BytesMut::new();
-    crate::info::encode_command(&mut request, &cmd);
+    crate::redis::resp::encode_command(&mut request, &cmd);
     if let Err(e) = tokio::io::AsyncWriteExt::write_all(&mut stream, &request).await {
         return (None, unreachable(CheckError::Io(std::sync::Arc::new(e))));
     }
@@ -468,7 +470,7 @@ async fn subscribe_once(
     let mut subscribed: Option<tokio::time::Instant> = None;
     let since = |s: Option<tokio::time::Instant>| s.map(|t| t.elapsed());
     loop {
-        let frame = match health::read_frame(&mut stream, &mut buf).await {
+        let frame = match client::read_frame(&mut stream, &mut buf).await {
             Ok(f) => f,
             Err(e) => return (since(subscribed), unreachable(e)),
         };
@@ -508,11 +510,11 @@ async fn subscribe_once(
         metrics::counter!(m::SENTINEL_EVENTS, "event" => event.channel).increment(1);
         tracing::info!(sentinel = %label, event = event.channel, payload = %payload, "sentinel event");
         let old_master = match &event.old_master {
-            Some(hp) => health::resolve(hp).await.ok(),
+            Some(hp) => client::resolve(hp).await.ok(),
             None => None,
         };
         let subject = match &event.subject {
-            Some(hp) => health::resolve(hp).await.ok(),
+            Some(hp) => client::resolve(hp).await.ok(),
             None => None,
         };
         let resolved = Resolved {

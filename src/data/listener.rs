@@ -17,16 +17,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Mode, RelayMode};
+use crate::data::relay::{self, End};
+use crate::data::workers::Workers;
 use crate::metrics as m;
-use crate::relay::{self, End};
 use crate::routing::{Route, RouteTable};
-use crate::workers::Workers;
 
 /// Settings of the data path, fixed for the life of a session.
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub relay: RelayMode,
-    /// Relay each client 1:1, or multiplex (`crate::mux`).
+    /// Relay each client 1:1, or multiplex (`crate::data::mux`).
     pub mode: Mode,
     pub connect_timeout: Duration,
     pub drain_timeout: Duration,
@@ -182,7 +182,7 @@ async fn serve(client: TcpStream, dp: &Arc<DataPath>, stop: CancellationToken) {
     let _ = client.set_nodelay(true);
     let settings = dp.settings.load_full();
     if settings.mode == Mode::Multiplex {
-        return crate::mux::serve(client, dp, &settings, stop).await;
+        return crate::data::mux::serve(client, dp, &settings, stop).await;
     }
     let Some((route, backend)) = connect(dp, &settings, &stop).await else {
         return;

@@ -14,7 +14,7 @@
 //! parser does not frame exactly as Redis would, …) ends multiplexing for that client: once the
 //! replies of the commands it already sent are delivered, the session connects a backend
 //! connection of its own, writes the bytes it has read from that command on, and relays 1:1
-//! ([`crate::relay`]) for the rest of the session. Pinning lasts: the state such commands set
+//! ([`crate::data::relay`]) for the rest of the session. Pinning lasts: the state such commands set
 //! (a database, a name, a subscription, a user) is Redis's, and only the connection that set it
 //! holds it; following it back to neutral would mean mirroring Redis's rules for it.
 //!
@@ -44,7 +44,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::listener::{self, DataPath, Settings};
+use crate::data::listener::{self, DataPath, Settings};
 use crate::metrics as m;
 use crate::routing::{DrainSignal, Route};
 use classify::{classify, Class};
