@@ -265,7 +265,7 @@ run_suite() {
   if [ -n "$skipfile" ]; then args+=(--skipfile "$skipfile"); fi
   limit=$([ "$quick" = 1 ] && echo 900 || echo 2400)
   before=$(clients_now "$bport")
-  echo "== $name: ./runtest --host 127.0.0.1 --port $sport --tags \"$tags\"${units:+ --single ... ($((${#args[@]} / 2)) units)}"
+  echo "== $name: ./runtest --host 127.0.0.1 --port $sport --tags \"$tags\"${units:+ --single ... ($(echo $units | wc -w) units)}${skipfile:+ --skipfile $skipfile}"
   local t0=$SECONDS
   # In the background, so a signal to this script is handled at once (bash runs traps only
   # between foreground commands). `--timeout`: a test blocked for 5 minutes ends the run.
