@@ -26,6 +26,16 @@
 //! until the route is resumed. If it drains instead, the session closes without delivering
 //! them, so a master that was failed over while it looked slow never gets a request it could
 //! acknowledge and then lose.
+//!
+//! # When the master closes first
+//! Redis closes a connection right after its last reply on a protocol error, `QUIT`,
+//! `CLIENT KILL` or a shutdown, often while the client is still sending. Closing the client's
+//! socket then would lose that reply: the kernel resets a socket closed with unread input, and a
+//! reset discards whatever is not yet delivered. So the session stops forwarding client bytes
+//! (the master refuses them anyway), delivers everything the master sent up to its end of
+//! stream, closes its side towards the client, and then reads and discards what the client
+//! still sends until the client closes or [`LINGER`] has passed; only then is the socket closed.
+//! None of this costs anything while requests flow: it runs once, when a session ends.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -35,7 +45,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWriteExt, Interest, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, Interest, ReadBuf};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
@@ -52,6 +62,11 @@ const SMALL_BURST: usize = 8 * 1024;
 const SMALL_BURSTS: u32 = 4;
 /// A draining session whose master has answered and then been quiet this long is done.
 pub const DRAIN_QUIET: Duration = Duration::from_millis(20);
+/// How long a session whose master closed first goes on reading (and discarding) what the
+/// client sends, after delivering the master's last bytes and closing its side towards the
+/// client, so that closing the socket does not reset it and lose those bytes. A client that
+/// reads sees the end of stream at once and closes, which ends the wait sooner.
+pub const LINGER: Duration = Duration::from_secs(1);
 /// Copy buffers kept per runtime thread between bursts.
 const BUFFERS_PER_THREAD: usize = 64;
 
@@ -113,6 +128,20 @@ enum PumpEnd {
     Drained,
 }
 
+/// Why a pump failed: a failed read means its source is gone; a failed write means its
+/// destination is (for the client→master pump: the master closed, and its last bytes may still
+/// be on their way to the client).
+enum PumpError {
+    Read(io::Error),
+    Write,
+}
+
+/// How [`relay`]'s loop ended: close the client's socket now, or first linger (see [`LINGER`]).
+enum Close {
+    Now(End),
+    AfterLinger(End),
+}
+
 /// Progress clocks shared by the two pumps of a session (nanoseconds since the session began),
 /// read by the drain rule: a request is outstanding while the last forward is newer than the
 /// last reply byte.
@@ -149,62 +178,103 @@ pub async fn relay(
         last_request: AtomicU64::new(0),
         last_reply: AtomicU64::new(0),
     };
-    let (client_r, client_w) = client.split();
-    let (backend_r, backend_w) = backend.split();
-    let up = pump(
-        client_r,
-        backend_w,
-        Dir::ClientToBackend,
-        mode,
-        route,
-        &clocks,
-        &bytes.to_backend,
-    );
-    let down = pump(
-        backend_r,
-        client_w,
-        Dir::BackendToClient,
-        mode,
-        route,
-        &clocks,
-        &bytes.to_client,
-    );
-    let drained = route.drain_signal();
-    tokio::pin!(up, down, drained);
-    let mut up_done = false;
-    loop {
-        tokio::select! {
-            // Once the route drains, `up` is never polled again: nothing more is read from the
-            // client, so nothing more can be forwarded.
-            _ = &mut drained => {
-                return finish_drain(&mut down, route, drain_timeout, &clocks).await;
-            }
-            r = &mut up, if !up_done => {
-                up_done = true;
-                match r {
-                    // Half-close forwarded: the master sees EOF after the last request and
-                    // finishes its replies.
-                    Ok((PumpEnd::Eof, w)) => {
-                        let _ = socket2::SockRef::from(w.as_ref()).shutdown(std::net::Shutdown::Write);
-                    }
-                    Ok((PumpEnd::Drained, _)) => {
-                        return finish_drain(&mut down, route, drain_timeout, &clocks).await;
-                    }
-                    Err(_) => return End::Error,
+    let close = {
+        let (client_r, client_w) = client.split();
+        let (backend_r, backend_w) = backend.split();
+        let up = pump(
+            client_r,
+            backend_w,
+            Dir::ClientToBackend,
+            mode,
+            route,
+            &clocks,
+            &bytes.to_backend,
+        );
+        let down = pump(
+            backend_r,
+            client_w,
+            Dir::BackendToClient,
+            mode,
+            route,
+            &clocks,
+            &bytes.to_client,
+        );
+        let drained = route.drain_signal();
+        tokio::pin!(up, down, drained);
+        let mut client_eof = false;
+        loop {
+            tokio::select! {
+                // Once the route drains, `up` is never polled again: nothing more is read from
+                // the client, so nothing more can be forwarded.
+                _ = &mut drained => {
+                    break Close::Now(finish_drain(&mut down, route, drain_timeout, &clocks).await);
                 }
-            }
-            r = &mut down => {
-                return match r {
-                    Ok((PumpEnd::Drained, _)) => End::Drained,
-                    Ok((PumpEnd::Eof, w)) => {
-                        let _ = socket2::SockRef::from(w.as_ref()).shutdown(std::net::Shutdown::Write);
-                        if up_done { End::ClientClosed } else { End::BackendClosed }
+                r = &mut up, if !client_eof => {
+                    match r {
+                        // Half-close forwarded: the master sees EOF after the last request and
+                        // finishes its replies.
+                        Ok((PumpEnd::Eof, w)) => {
+                            client_eof = true;
+                            let _ = socket2::SockRef::from(w.as_ref()).shutdown(std::net::Shutdown::Write);
+                        }
+                        Ok((PumpEnd::Drained, _)) => {
+                            break Close::Now(finish_drain(&mut down, route, drain_timeout, &clocks).await);
+                        }
+                        Err(PumpError::Read(_)) => break Close::Now(End::Error),
+                        // The master refused bytes: it has closed. What it sent before is still
+                        // on its way; `down` ends at its end of stream (or reset) right after.
+                        Err(PumpError::Write) => {
+                            break match tokio::time::timeout(drain_timeout, down.as_mut()).await {
+                                Ok(r) => master_finished(r, false),
+                                Err(_) => Close::Now(End::Error),
+                            };
+                        }
                     }
-                    Err(_) => End::Error,
-                };
+                }
+                r = &mut down => break master_finished(r, client_eof),
             }
         }
+    };
+    match close {
+        Close::Now(end) => end,
+        Close::AfterLinger(end) => {
+            linger(client).await;
+            end
+        }
     }
+}
+
+/// The master→client pump has ended: everything the master sent has been written to the
+/// client. `client_eof`: the client had already closed its side.
+fn master_finished(r: Result<(PumpEnd, WriteHalf<'_>), PumpError>, client_eof: bool) -> Close {
+    match r {
+        // An immediate drain stopped the replies (the route's master is down or was failed
+        // over): close without another byte.
+        Ok((PumpEnd::Drained, _)) => Close::Now(End::Drained),
+        Ok((PumpEnd::Eof, w)) => {
+            let _ = socket2::SockRef::from(w.as_ref()).shutdown(std::net::Shutdown::Write);
+            if client_eof {
+                Close::Now(End::ClientClosed)
+            } else {
+                Close::AfterLinger(End::BackendClosed)
+            }
+        }
+        // The master reset the connection after its last bytes (it closes with our requests
+        // unread): those bytes were delivered all the same.
+        Err(PumpError::Read(_)) if client_eof => Close::Now(End::BackendClosed),
+        Err(PumpError::Read(_)) => Close::AfterLinger(End::BackendClosed),
+        Err(PumpError::Write) => Close::Now(End::Error),
+    }
+}
+
+/// Closes the client's side gently: end of stream towards it, then read and discard what it
+/// still sends until it closes, fails or [`LINGER`] passes, so the close does not reset the
+/// connection and discard the master's last bytes still on their way.
+async fn linger(client: &mut TcpStream) {
+    let _ = socket2::SockRef::from(&*client).shutdown(std::net::Shutdown::Write);
+    let mut buf = Buffer::take();
+    let deadline = tokio::time::Instant::now() + LINGER;
+    while let Ok(Ok(1..)) = tokio::time::timeout_at(deadline, client.read(buf.get())).await {}
 }
 
 /// The client→master pump has stopped for a drain: let replies already on their way reach the
@@ -216,7 +286,7 @@ async fn finish_drain<F, T>(
     clocks: &Clocks,
 ) -> End
 where
-    F: Future<Output = io::Result<T>>,
+    F: Future<Output = Result<T, PumpError>>,
 {
     if route.drain_mode() == DrainMode::Immediate {
         return End::Drained;
@@ -259,7 +329,7 @@ async fn pump<'a>(
     route: &Route,
     clocks: &Clocks,
     counter: &AtomicU64,
-) -> io::Result<(PumpEnd, WriteHalf<'a>)> {
+) -> Result<(PumpEnd, WriteHalf<'a>), PumpError> {
     let mut splicing = mode == RelayMode::Splice;
     let mut splice_refused = false;
     let mut small_bursts = 0u32;
@@ -267,7 +337,9 @@ async fn pump<'a>(
         // Wait without holding a buffer or a pipe. `poll_read_ready` (unlike `readable()`)
         // honours tokio's cooperative budget, so a busy session yields to the others instead of
         // spinning between "ready" and a budget-refused read.
-        std::future::poll_fn(|cx| src.as_ref().poll_read_ready(cx)).await?;
+        std::future::poll_fn(|cx| src.as_ref().poll_read_ready(cx))
+            .await
+            .map_err(PumpError::Read)?;
         if splicing && !splice_refused {
             // A pipe only for the length of the burst: idle sessions hold none.
             if let Some(mut pipe) = Pipe::take() {
@@ -283,8 +355,9 @@ async fn pump<'a>(
                         continue;
                     }
                     Ok(Burst::End(e)) => return Ok((e, dst)),
-                    // Some socket types (or kernels) refuse splice: copy from now on.
-                    Err(e) if is_splice_refused(&e) => splice_refused = true,
+                    // Some socket types (or kernels) refuse splice: copy from now on. Only a
+                    // refused splice *in* falls back: nothing has left the source yet.
+                    Err(PumpError::Read(e)) if is_splice_refused(&e) => splice_refused = true,
                     Err(e) => return Err(e),
                 }
             }
@@ -353,7 +426,7 @@ async fn copy_burst(
     route: &Route,
     clocks: &Clocks,
     counter: &AtomicU64,
-) -> io::Result<Burst> {
+) -> Result<Burst, PumpError> {
     let mut buf = Buffer::take();
     let buf = buf.get();
     loop {
@@ -365,7 +438,7 @@ async fn copy_burst(
             Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                 return Ok(Burst::Idle { bulk: false })
             }
-            Some(Err(e)) => return Err(e),
+            Some(Err(e)) => return Err(PumpError::Read(e)),
             None => return Ok(Burst::Idle { bulk: false }),
         };
         if held_back(route, dir).await {
@@ -376,7 +449,9 @@ async fn copy_burst(
             // slow client cannot make a finished reply look outstanding.
             clocks.last_reply.store(clocks.now(), Ordering::Release);
         }
-        dst.write_all(&buf[..n]).await?;
+        dst.write_all(&buf[..n])
+            .await
+            .map_err(|_| PumpError::Write)?;
         note_progress(dir, clocks, counter, n);
         if n < buf.len() {
             return Ok(Burst::Idle { bulk: false });
@@ -398,7 +473,7 @@ async fn splice_burst(
     route: &Route,
     clocks: &Clocks,
     counter: &AtomicU64,
-) -> io::Result<Burst> {
+) -> Result<Burst, PumpError> {
     let (src, dst) = (src.as_ref(), dst.as_ref());
     let mut burst = 0usize;
     loop {
@@ -412,7 +487,7 @@ async fn splice_burst(
                     bulk: burst >= SMALL_BURST,
                 })
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(PumpError::Read(e)),
         };
         burst += n;
         if dir == Dir::BackendToClient {
@@ -426,11 +501,12 @@ async fn splice_burst(
             }
             match dst.try_io(Interest::WRITABLE, || pipe.splice_out(dst.as_raw_fd())) {
                 Ok(_) => {}
-                // Bytes are in the pipe now: a refusal here must end the session, not fall back
-                // to copying (which would lose them).
-                Err(e) if is_splice_refused(&e) => return Err(io::Error::other(e)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst.writable().await?,
-                Err(e) => return Err(e),
+                // Bytes are in the pipe now: a refusal here ends the session (a write error),
+                // never a fall back to copying, which would lose them.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    dst.writable().await.map_err(|_| PumpError::Write)?
+                }
+                Err(_) => return Err(PumpError::Write),
             }
         }
         note_progress(dir, clocks, counter, n);
