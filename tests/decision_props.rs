@@ -3,7 +3,7 @@
 //!
 //! A history is a chaotic prefix followed by a stable suffix. In the prefix anything goes: check
 //! results of any role and history (replication ids from a three-letter alphabet, so lineage
-//! claims are frequent), slow, refused and failed checks, sentinel answers naming anything, and
+//! claims are frequent), slow, busy, refused and failed checks, sentinel answers naming anything, and
 //! sentinel events of every kind about any backend — lies included. The suffix is a world that
 //! has settled: one master with a history never seen before, the others its replicas or dead, the
 //! sentinels (when configured) naming it, and optionally one sentinel that keeps announcing
@@ -64,6 +64,7 @@ fn outcome() -> impl Strategy<Value = Outcome> {
         4 => (any::<bool>(), 0..3usize, 0..3usize, 0..3u32, 0..4u64)
             .prop_map(|(m, id, prev, slaves, off)| reply(m, id, prev, slaves, off)),
         1 => Just(Outcome::Slow { reason: "timeout", error: "slow".into() }),
+        1 => Just(Outcome::Busy { error: "BUSY".into() }),
         1 => Just(Outcome::Dead { reason: "refused", error: "refused".into() }),
         1 => Just(Outcome::Failed { reason: "closed", error: "closed".into() }),
     ]

@@ -395,22 +395,38 @@ fn slow_master_pauses_then_resumes() {
     }
 }
 
-/// `-BUSY` from a master running a script past its busy threshold is slow, not down.
+/// `-BUSY` from a master running a script past its busy threshold proves it alive: a route
+/// paused by the slow checks before it resumes (so `SCRIPT KILL` reaches it), and nothing closes.
 #[test]
-fn busy_reply_is_slow() {
+fn busy_reply_keeps_the_route_open() {
     let mut w = started(0);
-    w.check(
-        0,
+    let busy = || {
         redis_master_proxy::control::shell::classify(Err(
             redis_master_proxy::redis::client::CheckError::Reply(
                 redis_master_proxy::redis::resp::ReplyError::Redis(
                     "BUSY Redis is busy running a script".into(),
                 ),
             ),
-        )),
-    );
-    assert!(w.paused());
-    assert_eq!(w.closed, 0);
+        ))
+    };
+    assert!(matches!(busy(), Outcome::Busy { .. }));
+    w.check(0, slow());
+    assert!(w.paused(), "no answer yet: suspect");
+    w.wait(Duration::from_secs(1));
+    w.check(0, busy());
+    assert!(!w.paused(), "it answers: alive");
+    for _ in 0..30 {
+        w.wait(Duration::from_secs(1));
+        w.check(0, busy());
+        assert_eq!(w.routed(), Some("n0"));
+        assert!(!w.paused());
+    }
+    assert_eq!((w.closed, w.moved), (0, 0));
+    // A new route never goes to a backend that only answers BUSY.
+    let mut fresh = World::new(2, 0);
+    fresh.check(0, busy());
+    fresh.check(1, replica(A, 10));
+    assert_eq!(fresh.routed(), None);
 }
 
 /// Rule 2: suspicion is bounded.

@@ -44,6 +44,7 @@ pub struct Params {
 pub enum Outcome {
     Reply(ReplicationInfo),
     Slow { reason: &'static str, error: String },
+    Busy { error: String },
     Dead { reason: &'static str, error: String },
     Failed { reason: &'static str, error: String },
     Local { error: String },
@@ -58,6 +59,7 @@ impl Outcome {
             | Outcome::Dead { reason, .. }
             | Outcome::Failed { reason, .. } => Some(reason),
             Outcome::Local { .. } => Some("local_resources"),
+            Outcome::Busy { .. } => Some("busy"),
         }
     }
 }
@@ -667,6 +669,20 @@ impl Machine {
                 }
                 b.last_error = Some(error);
                 b.last_reason = Some(reason);
+            }
+            Outcome::Busy { error } => {
+                // Rule 2: alive, role unknown. Ends suspicion; proves nothing more.
+                if b.health.is_up() {
+                    if b.suspect_since.take().is_some() {
+                        notes.push(Note::SuspectCleared {
+                            backend: b.name.clone(),
+                        });
+                    }
+                } else {
+                    b.health.observe(false, rise, fall);
+                }
+                b.last_error = Some(error);
+                b.last_reason = Some("busy");
             }
             Outcome::Dead { reason, error } => {
                 if b.health.force_down() {

@@ -83,10 +83,7 @@ pub fn classify(result: Result<crate::redis::info::ReplicationInfo, CheckError>)
         CheckError::Local(_) => Outcome::Local { error },
         CheckError::Timeout { .. } => Outcome::Slow { reason, error },
         CheckError::Reply(ReplyError::Redis(msg)) | CheckError::Auth(msg) if busy(msg) => {
-            Outcome::Slow {
-                reason: "busy",
-                error,
-            }
+            Outcome::Busy { error }
         }
         CheckError::Refused(_) | CheckError::Reset => Outcome::Dead { reason, error },
         _ => Outcome::Failed { reason, error },
