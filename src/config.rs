@@ -302,7 +302,7 @@ struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "`health` to be a table ([health] with interval, timeout, rise, fall)"
+    expecting = "`health` to be a table ([health] with interval, timeout, rise, fall, down_after)"
 )]
 struct RawHealth {
     interval: Option<Dur>,
