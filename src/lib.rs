@@ -56,7 +56,7 @@
 //! - **epoch**: a counter bumped at every publish, so two routes to the same backend differ.
 //! - **drain**: what happens to sessions bound to a route that was replaced: they stop
 //!   forwarding client bytes at once, deliver replies already on their way, then close.
-//! - **suspect**: a backend whose checks are slow (time out, or answer `-BUSY`): not down, not
+//! - **suspect**: a backend whose checks time out (it may be slow or hung): not down, not
 //!   a candidate either. While the route's master is suspect, the route is **paused**.
 //! - **pause**: sessions on the route stay open and move no bytes; new clients wait. A paused
 //!   route resumes, or drains at once without the held replies.
