@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::proxy::{config_for, Proxy, FAST_HEALTH, FOLLOW_TIMEOUT};
-use common::{encode_command, wait_until, Client, RedisNode, Reply};
+use common::{encode_command, wait_until, Client, RedisNode, Reply, BUSY_SCRIPT};
 
 fn ok(r: Result<Reply, String>) -> Reply {
     match r {
@@ -326,14 +326,6 @@ fn failover_keeps_unpinned_clients_and_nothing_reaches_the_old_master() {
     assert_eq!(b.get("fresh").as_deref(), Some("1"));
     assert_eq!(a.get("fresh"), None);
 }
-
-const BUSY_SCRIPT: &str = "local t = redis.call('TIME') \
-    local t0 = t[1] * 1000000 + t[2] \
-    while true do \
-      local n = redis.call('TIME') \
-      if n[1] * 1000000 + n[2] - t0 > tonumber(ARGV[1]) * 1000 then break end \
-    end \
-    return 1";
 
 /// A master busy in a script (run by a pinned client) for longer than the check timeout:
 /// unpinned clients wait and get their replies; nobody is closed.

@@ -16,7 +16,7 @@ use common::fake_sentinel::FakeSentinel;
 use common::proxy::{Proxy, FOLLOW_TIMEOUT};
 use common::{
     sentinel_section, spawn_writer, wait_until, Cluster, RedisNode, Reply, Sentinels, WriterReport,
-    NAME,
+    BUSY_SCRIPT, NAME,
 };
 
 fn start_writer(proxy: &Proxy) -> (Arc<AtomicBool>, thread::JoinHandle<WriterReport>) {
@@ -132,15 +132,6 @@ fn lying_sentinel_is_distrusted_and_closes_nothing() {
     assert!(distrusted[0].as_str().unwrap_or("").contains(liar.addr()));
     assert_eq!(status["sentinel"]["contradicted"][2].as_u64(), Some(1));
 }
-
-/// Busy-loops in Lua for `ms` milliseconds.
-const BUSY_SCRIPT: &str = "local s = redis.call('TIME') \
-    local t0 = s[1] * 1000000 + s[2] \
-    while true do \
-      local n = redis.call('TIME') \
-      if n[1] * 1000000 + n[2] - t0 > tonumber(ARGV[1]) * 1000 then break end \
-    end \
-    return 1";
 
 /// Case 3: a master busy in a script for longer than the check timeout (and `CLIENT PAUSE`) is
 /// slow, not dead: sessions wait and resume; the one that ran the script gets its reply.

@@ -1512,3 +1512,12 @@ impl RedisNode {
         missing
     }
 }
+
+/// A Lua script that keeps the server busy for `ARGV[1]` milliseconds (`EVAL BUSY_SCRIPT 0 MS`).
+pub const BUSY_SCRIPT: &str = "local t = redis.call('TIME') \
+    local t0 = t[1] * 1000000 + t[2] \
+    while true do \
+      local n = redis.call('TIME') \
+      if n[1] * 1000000 + n[2] - t0 > tonumber(ARGV[1]) * 1000 then break end \
+    end \
+    return 1";
