@@ -321,41 +321,30 @@ topology() {
     "$(IFS=,; echo "${sentinels[*]}" | sed 's/,/, /g')")
 }
 
-# Names of the tests whose body reads the replication stream (attach_to_replication_stream).
-replication_stream_tests() {
-  python3 - "$tree/tests" <<'EOF'
+# tests_matching REGEX: names of the suite's tests with a body line matching REGEX (Python).
+tests_matching() {
+  python3 - "$tree/tests" "$1" <<'EOF'
 import glob, re, sys
+pattern = re.compile(sys.argv[2], re.I)
 for path in sorted(glob.glob(sys.argv[1] + "/**/*.tcl", recursive=True)):
     name = None
     for line in open(path, errors="replace"):
         m = re.match(r'\s*test\s+[{"](.*)[}"]\s*\{\s*$', line)
         if m:
             name = m.group(1)
-        elif name and "attach_to_replication_stream" in line:
+        elif name and pattern.search(line):
             print(name)
             name = None
 EOF
 }
 
+# Tests whose body reads the replication stream.
+READS_REPLICATION_STREAM='attach_to_replication_stream'
 # Tests that make the server under test a replica through the client (`REPLICAOF host port`):
 # the proxy, whose promise is never to route to a replica, then withdraws the route and closes
 # the sessions on it, by design. They pass through a plain byte relay; they are listed, not run,
 # in every configuration (docs/redis-suite.md).
-demoting_tests() {
-  python3 - "$tree/tests" <<'EOF'
-import glob, re, sys
-demote = re.compile(r'^\s*(r|\$r\w*|\$rd\w*)\s+(replicaof|slaveof)\s+(?!no\b)', re.I)
-for path in sorted(glob.glob(sys.argv[1] + "/**/*.tcl", recursive=True)):
-    name = None
-    for line in open(path, errors="replace"):
-        m = re.match(r'\s*test\s+[{"](.*)[}"]\s*\{\s*$', line)
-        if m:
-            name = m.group(1)
-        elif name and demote.match(line):
-            print(name)
-            name = None
-EOF
-}
+DEMOTES_THE_SERVER='^\s*(r|\$r\w*|\$rd\w*)\s+(replicaof|slaveof)\s+(?!no\b)'
 
 runs=()
 for config in $configs; do
@@ -366,10 +355,10 @@ for config in $configs; do
   # published into it every 2 s: skipped there too.
   tags="-slow"
   skip="$out/$config-skip.txt"
-  demoting_tests >"$skip"
+  tests_matching "$DEMOTES_THE_SERVER" >"$skip"
   if [ "$config" = sentinel ]; then
     tags="-slow -needs:repl"
-    replication_stream_tests >>"$skip"
+    tests_matching "$READS_REPLICATION_STREAM" >>"$skip"
   fi
   # Directly against the servers of this configuration, then through the proxy in front of
   # fresh ones.
