@@ -707,3 +707,26 @@ fn failover_slower_than_the_hold_is_still_followed() {
     assert_eq!(w.routed(), Some("n1"), "corroborated by the earlier event");
     assert!(w.m.view(w.now).distrusted.is_empty(), "proved right");
 }
+
+/// With sentinels, a history left for a successor that died is trusted again once the successor
+/// has been gone 30 s and the sentinels name its master, even with no replica left to follow it.
+#[test]
+fn superseded_history_with_sentinels_ends_when_they_name_it_and_the_successor_stays_gone() {
+    let mut w = started(3);
+    w.event(0, Kind::FailoverUnderWay, 0, Some(1));
+    w.round(&[master(A, ZERO, 0, 2000), master(B, A, 0, 2000), dead()]);
+    assert_eq!(w.routed(), Some("n1"));
+    w.check(1, dead());
+    let mut t = Duration::ZERO;
+    while t < ORPHAN_AFTER + Duration::from_secs(2) {
+        w.sentinels_name(&[Some(0), Some(0), Some(0)]);
+        w.round(&[master(A, ZERO, 0, 2000), dead(), dead()]);
+        if t < ORPHAN_AFTER - Duration::from_secs(1) {
+            assert_eq!(w.routed(), None, "still excluded at {t:?}");
+        }
+        w.wait(Duration::from_secs(1));
+        t += Duration::from_secs(1);
+    }
+    w.round(&[master(A, ZERO, 0, 2000), dead(), dead()]);
+    assert_eq!(w.routed(), Some("n0"));
+}

@@ -1033,9 +1033,13 @@ impl Machine {
             let named_back = !answers_as_master
                 && followed
                 && majority.is_some_and(|k| backends[k].replid() == Some(s.history.as_str()));
-            let orphaned = !sentinel_authority
-                && s.successor_gone_since
-                    .is_some_and(|t| now.saturating_duration_since(t) >= ORPHAN_AFTER);
+            // Gone for ORPHAN_AFTER: INFO only, that alone ends it; with sentinels, only if
+            // their majority names the master serving the history (no replica may be left).
+            let orphaned = s
+                .successor_gone_since
+                .is_some_and(|t| now.saturating_duration_since(t) >= ORPHAN_AFTER)
+                && (!sentinel_authority
+                    || majority.is_some_and(|k| backends[k].replid() == Some(s.history.as_str())));
             let why = if reverted {
                 Some("the promoted node follows it again")
             } else if named_back {
