@@ -21,7 +21,7 @@
 //! Data path, [`data`] (one task per client session):
 //! - [`data::listener`]: bounded accept loop; binds each client to the current route; connects.
 //! - [`data::workers`]: the threads sessions run on, one single-threaded runtime each; the
-//!   accept loop hands each client to the least-loaded one.
+//!   accept loop hands each client to the one its host's sessions run on, else the least-loaded.
 //! - [`data::relay`]: both directions until close or drain; copy or splice per direction.
 //! - [`data::splice`]: the only `unsafe`: `splice(2)` through a pipe, Linux only.
 //! - [`data::mux`]: `mode = "multiplex"`: commands without connection state share a few backend

@@ -2,7 +2,7 @@
 //!
 //! - [`listener`]: bounded accept loop; binds each client to the current route; connects.
 //! - [`workers`]: the threads sessions run on, one single-threaded runtime each; the accept
-//!   loop hands each client to the least-loaded one.
+//!   loop hands each client to the one its host's sessions run on, else the least-loaded.
 //! - [`relay`]: both directions until close or drain; copy or splice per direction.
 //! - [`splice`]: the only `unsafe`: `splice(2)` through a pipe, Linux only.
 //! - [`mux`]: `mode = "multiplex"`: commands without connection state share a few backend

@@ -10,11 +10,18 @@
 //! timers and wake-ups stay on the one thread that serves it (as HAProxy's threads do), and the
 //! only cross-thread step is the hand-off of a new client by the accept loop.
 //!
-//! The accept loop hands each client to the worker with the fewest open sessions. Its socket
-//! moves from the accepting runtime's reactor to the worker's: one `epoll_ctl` each way, once
-//! per connection.
+//! The accept loop hands each client to a worker: the one that already runs sessions from the
+//! same client host, else the one with the fewest open sessions. Keeping a host's connections
+//! on one thread keeps the order of what it sends on several connections at once: a client that
+//! writes a command on one connection, then another command on a second, has them reach the
+//! master in that order, as over a direct connection (Redis's own test suite relies on it, so do
+//! producers and blocked consumers of one application). Hosts spread over the threads, one
+//! host's sessions do not. A client's socket moves from the accepting runtime's reactor to the
+//! worker's: one `epoll_ctl` each way, once per connection.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -34,17 +41,35 @@ struct Worker {
     done: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
+/// Client hosts with sessions open: the worker their sessions run on and how many there are.
+/// An entry lives exactly as long as its host has a session open.
+type Hosts = Arc<Mutex<HashMap<IpAddr, (usize, usize)>>>;
+
 /// The data-path workers. With none, sessions run on the caller's runtime.
 pub struct Workers {
     workers: Vec<Worker>,
+    hosts: Hosts,
 }
 
-/// Decrements a worker's open-session count however the session ends.
-struct OpenGuard(Arc<AtomicUsize>);
+/// Gives back a session's place however the session ends: its worker's open count and its
+/// host's entry.
+struct OpenGuard {
+    open: Arc<AtomicUsize>,
+    host: Option<(IpAddr, Hosts)>,
+}
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        if let Some((ip, hosts)) = &self.host {
+            let mut hosts = hosts.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(e) = hosts.get_mut(ip) {
+                e.1 -= 1;
+                if e.1 == 0 {
+                    hosts.remove(ip);
+                }
+            }
+        }
     }
 }
 
@@ -53,6 +78,7 @@ impl Workers {
     pub fn none() -> Workers {
         Workers {
             workers: Vec::new(),
+            hosts: Hosts::default(),
         }
     }
 
@@ -113,7 +139,10 @@ impl Workers {
                 done: Mutex::new(Some(done_rx)),
             });
         }
-        Ok(Workers { workers })
+        Ok(Workers {
+            workers,
+            hosts: Hosts::default(),
+        })
     }
 
     /// Number of worker threads (0: sessions run on the caller's runtime).
@@ -125,22 +154,18 @@ impl Workers {
         self.workers.is_empty()
     }
 
-    /// Runs `session` on the least-loaded worker (or on the current runtime when there are
-    /// none), tracked by `tracker`. `session` receives the client socket re-registered on the
-    /// runtime it runs on.
+    /// Runs `session` on the worker of its client's host, else on the least-loaded one (or on
+    /// the current runtime when there are none), tracked by `tracker`. `session` receives the
+    /// client socket re-registered on the runtime it runs on.
     pub fn spawn<F, Fut>(&self, tracker: &TaskTracker, client: tokio::net::TcpStream, session: F)
     where
         F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let Some(w) = self
-            .workers
-            .iter()
-            .min_by_key(|w| w.open.load(Ordering::Relaxed))
-        else {
+        if self.workers.is_empty() {
             tracker.spawn(session(client));
             return;
-        };
+        }
         // Leave this reactor now; join the worker's inside its runtime.
         let std_client = match client.into_std() {
             Ok(s) => s,
@@ -149,8 +174,12 @@ impl Workers {
                 return;
             }
         };
-        w.open.fetch_add(1, Ordering::Relaxed);
-        let guard = OpenGuard(w.open.clone());
+        let (index, host) = self.place(std_client.peer_addr().ok().map(|a| a.ip()));
+        let w = &self.workers[index];
+        let guard = OpenGuard {
+            open: w.open.clone(),
+            host,
+        };
         tracker.spawn_on(
             async move {
                 let _guard = guard;
@@ -163,6 +192,28 @@ impl Workers {
             },
             &w.handle,
         );
+    }
+
+    /// Chooses the worker for a new session from `host` and counts the session there: the
+    /// host's worker while it has sessions open, else the least-loaded worker. Returns the
+    /// worker's index and what the session's guard gives back. `workers` is not empty.
+    fn place(&self, host: Option<IpAddr>) -> (usize, Option<(IpAddr, Hosts)>) {
+        let least = || {
+            (0..self.workers.len())
+                .min_by_key(|&i| self.workers[i].open.load(Ordering::Relaxed))
+                .unwrap_or(0)
+        };
+        let Some(ip) = host else {
+            let i = least();
+            self.workers[i].open.fetch_add(1, Ordering::Relaxed);
+            return (i, None);
+        };
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = hosts.entry(ip).or_insert_with(|| (least(), 0));
+        entry.1 += 1;
+        let i = entry.0;
+        self.workers[i].open.fetch_add(1, Ordering::Relaxed);
+        (i, Some((ip, self.hosts.clone())))
     }
 
     /// Stops every worker: sessions still open are dropped (their sockets closed). Returns
@@ -198,34 +249,52 @@ mod tests {
     use std::collections::HashMap;
     use tokio::io::AsyncReadExt;
 
-    /// Four long sessions on two workers: two each, each on a worker thread, none on the
-    /// accepting thread; `stop` ends the workers and closes what was left on them.
+    /// Connects to `addr` from the loopback address `from` (any port).
+    async fn connect_from(from: &str, addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        s.connect(addr).await.unwrap()
+    }
+
+    /// Two sessions from each of two client hosts on two workers: each host's sessions share a
+    /// worker thread, the hosts get one each, none runs on the accepting thread; `stop` ends the
+    /// workers and closes what was left on them, and no host entry outlives its sessions.
     #[tokio::test(flavor = "current_thread")]
-    async fn sessions_spread_over_workers_and_stop_closes_them() {
+    async fn hosts_spread_over_workers_and_stop_closes_them() {
         let workers = Workers::start(2).unwrap();
         let tracker = TaskTracker::new();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(IpAddr, String)>();
         let mut clients = Vec::new();
-        for _ in 0..4 {
-            clients.push(tokio::net::TcpStream::connect(addr).await.unwrap());
-            let (stream, _) = listener.accept().await.unwrap();
+        for from in ["127.0.0.2", "127.0.0.3", "127.0.0.2", "127.0.0.3"] {
+            clients.push(connect_from(from, addr).await);
+            let (stream, peer) = listener.accept().await.unwrap();
             let tx = tx.clone();
             workers.spawn(&tracker, stream, move |mut s| async move {
                 let name = std::thread::current().name().unwrap_or("").to_string();
-                let _ = tx.send(name);
+                let _ = tx.send((peer.ip(), name));
                 // Hold the session open until the client closes (or the worker stops).
                 let mut b = [0u8; 1];
                 let _ = s.read(&mut b).await;
             });
         }
-        let mut per_thread: HashMap<String, usize> = HashMap::new();
+        let mut per_host: HashMap<IpAddr, Vec<String>> = HashMap::new();
         for _ in 0..4 {
-            *per_thread.entry(rx.recv().await.unwrap()).or_default() += 1;
+            let (ip, thread) = rx.recv().await.unwrap();
+            per_host.entry(ip).or_default().push(thread);
         }
-        assert_eq!(per_thread.get("data-0"), Some(&2), "{per_thread:?}");
-        assert_eq!(per_thread.get("data-1"), Some(&2), "{per_thread:?}");
+        let threads: Vec<&Vec<String>> = per_host.values().collect();
+        assert_eq!(threads.len(), 2, "{per_host:?}");
+        for t in &threads {
+            assert_eq!(t.len(), 2, "{per_host:?}");
+            assert_eq!(t[0], t[1], "one host, one worker: {per_host:?}");
+            assert!(t[0].starts_with("data-"), "{per_host:?}");
+        }
+        assert_ne!(
+            threads[0][0], threads[1][0],
+            "two hosts, two workers: {per_host:?}"
+        );
         assert_eq!(tracker.len(), 4);
 
         workers.stop().await;
@@ -233,6 +302,10 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), tracker.wait())
             .await
             .expect("every session ended with its worker");
+        assert!(
+            workers.hosts.lock().unwrap().is_empty(),
+            "no entry outlives its sessions"
+        );
         for mut c in clients {
             let mut b = [0u8; 1];
             let n = tokio::time::timeout(std::time::Duration::from_secs(5), c.read(&mut b))
@@ -243,6 +316,34 @@ mod tests {
                 "the session's socket is closed"
             );
         }
+    }
+
+    /// A host whose sessions all ended is placed afresh: on the least-loaded worker.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_host_without_sessions_goes_to_the_least_loaded_worker() {
+        let workers = Workers::start(2).unwrap();
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        let b: IpAddr = "127.0.0.3".parse().unwrap();
+        let (wa, ga) = workers.place(Some(a));
+        let (wa2, ga2) = workers.place(Some(a));
+        assert_eq!(wa, wa2);
+        let (wb, gb) = workers.place(Some(b));
+        assert_ne!(
+            wa, wb,
+            "the second host goes where there are fewer sessions"
+        );
+        let guards = |g: Option<(IpAddr, Hosts)>, i: usize| OpenGuard {
+            open: workers.workers[i].open.clone(),
+            host: g,
+        };
+        drop(guards(ga, wa));
+        drop(guards(ga2, wa));
+        assert!(!workers.hosts.lock().unwrap().contains_key(&a));
+        // `a`'s worker is now empty and `b`'s has one: `a` is placed afresh, on the emptier one.
+        let (wa3, _ga3) = workers.place(Some(a));
+        assert_eq!(wa3, wa);
+        drop(guards(gb, wb));
+        workers.stop().await;
     }
 
     #[test]
