@@ -24,8 +24,9 @@ use tokio_util::sync::CancellationToken;
 /// Where client connections go now.
 #[derive(Debug)]
 pub struct Route {
-    /// Increments on every publish (including withdrawals), so logs and metrics can tell two
-    /// routes to the same backend apart.
+    /// The table's epoch when this route was published (every publish, withdrawals included,
+    /// increments it), so logs and metrics can tell two routes to the same backend apart. A
+    /// kept route made current again keeps its epoch.
     pub epoch: u64,
     /// The backend as configured (`host:port`), for logs and metric labels.
     pub backend: Arc<str>,
@@ -52,6 +53,12 @@ pub enum DrainMode {
     /// Close at once: the old master is unreachable or already a replica, so nothing useful can
     /// come back from it.
     Immediate = 1,
+    /// Only with a withdrawal: the sessions stay, as over a direct connection to that server;
+    /// only new clients wait. Used when the route's master answers as a replica and no other
+    /// master takes the route (rule 13). The route is *kept*: publishing the same backend and
+    /// address again makes it current again (its sessions never noticed); anything else
+    /// drains it at once.
+    Keep = 2,
 }
 
 impl Route {
@@ -114,6 +121,22 @@ impl Route {
     }
 }
 
+/// Drains a route that is no longer current with `mode`.
+fn end(route: &Route, mode: DrainMode) {
+    let mode = if mode == DrainMode::Keep {
+        DrainMode::Immediate
+    } else {
+        mode
+    };
+    route.mode.store(mode as u8, Ordering::Release);
+    if mode == DrainMode::Graceful {
+        // A graceful drain delivers replies on their way: only a master confirmed healthy gets
+        // one, so whatever it sent may now pass.
+        route.set_paused(false);
+    }
+    route.drain.cancel();
+}
+
 /// See [`Route::drain_signal`].
 pub struct DrainSignal {
     token: CancellationToken,
@@ -161,6 +184,8 @@ impl std::future::Future for DrainSignal {
 /// The published route, and a way to wait for one.
 pub struct RouteTable {
     current: ArcSwapOption<Route>,
+    /// A route withdrawn with [`DrainMode::Keep`]: not current, not drained.
+    kept: Mutex<Option<Arc<Route>>>,
     /// Serialises publishers (the election loop, shutdown) and holds the last epoch.
     publish_lock: Mutex<u64>,
     /// Ticks on every publish, so connections waiting for a master wake up at once.
@@ -171,6 +196,7 @@ impl Default for RouteTable {
     fn default() -> Self {
         RouteTable {
             current: ArcSwapOption::empty(),
+            kept: Mutex::new(None),
             publish_lock: Mutex::new(0),
             changed: watch::Sender::new(0),
         }
@@ -183,41 +209,62 @@ impl RouteTable {
         self.current.load_full()
     }
 
-    /// Makes `target` the route (or withdraws it with `None`), then drains the previous route.
-    /// Returns whether anything changed: publishing the same backend and address again is a
-    /// no-op, so sessions are never drained for nothing.
+    /// Makes `target` the route (or withdraws it with `None`), then drains the previous route
+    /// with `mode`. Returns whether anything changed: publishing the same backend and address
+    /// again is a no-op, so sessions are never drained for nothing.
+    ///
+    /// A route withdrawn with [`DrainMode::Keep`] is kept instead of drained. The next publish
+    /// of the same backend and address makes it current again; any other publish, or a
+    /// withdrawal that does not keep, drains it at once.
     pub fn publish(&self, target: Option<(Arc<str>, SocketAddr)>, mode: DrainMode) -> bool {
         let mut epoch = self.publish_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.current.load_full();
-        let same = match (&old, &target) {
-            (None, None) => true,
-            (Some(o), Some((b, a))) => o.backend == *b && o.addr == *a,
-            _ => false,
+        let same_as = |r: &Route| {
+            target
+                .as_ref()
+                .is_some_and(|(b, a)| r.backend == *b && r.addr == *a)
+        };
+        let same = match &old {
+            None => target.is_none(),
+            Some(o) => same_as(o),
         };
         if same {
+            if target.is_none() && mode != DrainMode::Keep {
+                if let Some(k) = kept.take() {
+                    end(&k, DrainMode::Immediate);
+                    return true;
+                }
+            }
             return false;
         }
         *epoch += 1;
-        let new = target.map(|(backend, addr)| {
-            Arc::new(Route {
-                epoch: *epoch,
-                backend,
-                addr,
-                drain: CancellationToken::new(),
-                mode: AtomicU8::new(DrainMode::Graceful as u8),
-                paused: AtomicBool::new(false),
-                gate: watch::Sender::new(false),
-            })
-        });
+        let new = match (kept.take(), &target) {
+            (Some(k), _) if same_as(&k) => Some(k),
+            (k, target) => {
+                if let Some(k) = k {
+                    end(&k, DrainMode::Immediate);
+                }
+                target.as_ref().map(|(backend, addr)| {
+                    Arc::new(Route {
+                        epoch: *epoch,
+                        backend: backend.clone(),
+                        addr: *addr,
+                        drain: CancellationToken::new(),
+                        mode: AtomicU8::new(DrainMode::Graceful as u8),
+                        paused: AtomicBool::new(false),
+                        gate: watch::Sender::new(false),
+                    })
+                })
+            }
+        };
         self.current.store(new);
         if let Some(old) = old {
-            old.mode.store(mode as u8, Ordering::Release);
-            if mode == DrainMode::Graceful {
-                // A graceful drain delivers replies on their way: only a master confirmed
-                // healthy gets one, so whatever it sent may now pass.
-                old.set_paused(false);
+            if mode == DrainMode::Keep && target.is_none() {
+                *kept = Some(old);
+            } else {
+                end(&old, mode);
             }
-            old.drain.cancel();
         }
         self.changed.send_replace(*epoch);
         true
@@ -289,6 +336,44 @@ mod tests {
         assert!(t.publish(None, DrainMode::Graceful));
         assert!(b.is_drained() && t.load().is_none());
         assert_eq!(t.epoch(), 3);
+    }
+
+    #[test]
+    fn a_kept_route_comes_back_or_drains_at_once() {
+        let t = RouteTable::default();
+        t.publish(target("a", 1), DrainMode::Graceful);
+        let a = t.load().unwrap();
+        assert!(t.publish(None, DrainMode::Keep));
+        assert!(t.load().is_none(), "new clients wait");
+        assert!(!a.is_drained(), "its sessions stay");
+        assert!(t.publish(target("a", 1), DrainMode::Immediate));
+        assert!(
+            Arc::ptr_eq(&t.load().unwrap(), &a),
+            "the same route, current again"
+        );
+        assert!(!a.is_drained());
+
+        // Kept, then another master: drained at once.
+        t.publish(None, DrainMode::Keep);
+        assert!(t.publish(target("b", 2), DrainMode::Graceful));
+        assert!(a.is_drained());
+        assert_eq!(a.drain_mode(), DrainMode::Immediate);
+
+        // Kept, then withdrawn for good: drained at once.
+        let b = t.load().unwrap();
+        t.publish(None, DrainMode::Keep);
+        assert!(!t.publish(None, DrainMode::Keep), "nothing more to keep");
+        assert!(!b.is_drained());
+        assert!(t.publish(None, DrainMode::Immediate));
+        assert!(b.is_drained() && b.drain_mode() == DrainMode::Immediate);
+        assert!(!t.publish(None, DrainMode::Immediate), "no-op");
+
+        // Kept, then the same backend at another address: drained, a new route.
+        t.publish(target("c", 3), DrainMode::Graceful);
+        let c = t.load().unwrap();
+        t.publish(None, DrainMode::Keep);
+        t.publish(target("c", 4), DrainMode::Graceful);
+        assert!(c.is_drained() && !Arc::ptr_eq(&t.load().unwrap(), &c));
     }
 
     #[tokio::test]

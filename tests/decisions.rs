@@ -65,6 +65,8 @@ struct World {
     m: Machine,
     now: Instant,
     route: Option<(String, bool)>,
+    /// A route withdrawn while its sessions stay (rule 13).
+    kept: Option<String>,
     /// Times the route's sessions were closed without a graceful drain.
     closed: u32,
     /// Graceful moves (old master healthy).
@@ -90,6 +92,7 @@ impl World {
             ),
             now: Instant::now(),
             route: None,
+            kept: None,
             closed: 0,
             moved: 0,
             paused_for: Duration::ZERO,
@@ -102,10 +105,25 @@ impl World {
         for e in self.m.handle(input, self.now) {
             match e {
                 Effect::Publish { backend, drain, .. } => {
+                    if let Some(k) = self.kept.take() {
+                        if *k != *backend {
+                            self.closed += 1;
+                        }
+                    }
                     self.end_route(drain);
                     self.route = Some((backend.to_string(), false));
                 }
+                Effect::Withdraw {
+                    drain: DrainMode::Keep,
+                } => {
+                    let r = self.route.take().expect("kept without a route");
+                    assert!(!r.1, "a paused route is never kept");
+                    self.kept = Some(r.0);
+                }
                 Effect::Withdraw { drain } => {
+                    if self.kept.take().is_some() {
+                        self.closed += 1;
+                    }
                     self.end_route(drain);
                     self.route = None;
                 }
@@ -137,6 +155,7 @@ impl World {
             match drain {
                 DrainMode::Immediate => self.closed += 1,
                 DrainMode::Graceful => self.moved += 1,
+                DrainMode::Keep => unreachable!("only with a withdrawal, handled in feed"),
             }
         }
         if let Some(s) = self.paused_since.take() {
@@ -729,4 +748,68 @@ fn superseded_history_with_sentinels_ends_when_they_name_it_and_the_successor_st
     }
     w.round(&[master(A, ZERO, 0, 2000), dead(), dead()]);
     assert_eq!(w.routed(), Some("n0"));
+}
+
+/// Rule 13: a client turns the one master into a replica of nothing (`REPLICAOF host port`, as
+/// Redis's own tests do) and back. New clients wait meanwhile, its sessions stay (Redis answers
+/// their writes with READONLY), and when it answers as a master again the same route comes back
+/// with nothing closed.
+#[test]
+fn demoted_master_with_no_successor_keeps_its_sessions_until_it_is_master_again() {
+    let mut w = started(0);
+    w.check(0, replica(A, 1000));
+    assert_eq!(w.routed(), None, "new clients wait");
+    assert_eq!(w.kept.as_deref(), Some("n0"));
+    assert_eq!(w.closed, 0);
+    w.wait(Duration::from_secs(1));
+    w.round(&[replica(A, 1000), replica(A, 1000), replica(A, 1000)]);
+    assert_eq!(w.kept.as_deref(), Some("n0"));
+    w.wait(Duration::from_secs(1));
+    w.check(0, master(C, A, 0, 1000));
+    w.check(0, master(C, A, 0, 1000));
+    assert_eq!(w.routed(), Some("n0"));
+    assert_eq!((w.closed, w.kept.as_deref()), (0, None), "nothing closed");
+}
+
+/// Rule 13: kept sessions close at once when another master takes the route, when their server
+/// stops answering, and after `health.down_after` without a master.
+#[test]
+fn kept_sessions_end_with_their_evidence() {
+    // Another master takes the route.
+    let mut w = started(0);
+    w.check(0, replica(B, 1000));
+    assert_eq!(w.kept.as_deref(), Some("n0"));
+    w.round(&[replica(B, 1000), master(B, A, 1, 1000), replica(B, 1000)]);
+    assert_eq!(w.routed(), Some("n1"));
+    assert_eq!((w.closed, w.kept.as_deref()), (1, None));
+
+    // Its server stops answering.
+    let mut w = started(0);
+    w.check(0, replica(A, 1000));
+    w.check(0, dead());
+    assert_eq!((w.closed, w.kept.as_deref()), (1, None));
+
+    // No master for down_after (10 s here), checked every second.
+    let mut w = started(0);
+    w.check(0, replica(A, 1000));
+    for _ in 0..9 {
+        w.wait(Duration::from_secs(1));
+        w.round(&[replica(A, 1000), replica(A, 1000), replica(A, 1000)]);
+    }
+    assert_eq!(w.kept.as_deref(), Some("n0"), "9 s");
+    w.wait(Duration::from_millis(1500));
+    assert_eq!((w.closed, w.kept.as_deref()), (1, None), "past 10 s");
+    assert_eq!(w.routed(), None);
+}
+
+/// Rule 13: a paused route is never kept: a master demoted while held (the old master of a
+/// failover) may have acknowledged writes its successor never saw.
+#[test]
+fn held_master_demoted_closes_its_sessions_at_once() {
+    let mut w = started(3);
+    w.event(0, Kind::FailoverUnderWay, 0, None);
+    assert_eq!(w.route, Some(("n0".into(), true)));
+    w.check(0, replica(B, 1000));
+    assert_eq!(w.routed(), None);
+    assert_eq!((w.closed, w.kept.as_deref()), (1, None));
 }

@@ -106,3 +106,67 @@ fn replies_before_close_reach_a_client_still_sending_with_splice_relay() {
 fn replies_before_close_reach_a_client_still_sending_with_auto_relay() {
     replies_before_close_reach_a_client_still_sending("auto");
 }
+
+/// A client turns the one master into a replica (`REPLICAOF host port`) and back to a master on
+/// one connection, as Redis's own tests do (rule 13): new clients wait meanwhile, but that
+/// session stays open, gets Redis's own `-READONLY` for a write, and goes on when the server is
+/// a master again. A client that connected in between is served once it is.
+#[test]
+fn a_session_that_demotes_the_master_and_back_stays_open() {
+    let node = RedisNode::master();
+    let proxy = Proxy::start(&[node.addr()], "");
+    proxy.wait_master(&node.addr());
+    let mut c = proxy.client();
+    c.cmd_ok(&["SET", "k", "1"]);
+    let nowhere = common::free_port().to_string();
+    c.cmd_ok(&["REPLICAOF", "127.0.0.1", &nowhere]);
+    proxy.wait_no_master();
+
+    let r = c
+        .cmd(&["SET", "k", "2"])
+        .expect("the session is still open");
+    assert!(
+        r.is_error() && r.to_string().contains("READONLY"),
+        "Redis's own answer to a write on a replica: {r}"
+    );
+    assert_eq!(c.cmd_ok(&["GET", "k"]).as_string().as_deref(), Some("1"));
+
+    let addr = proxy.addr.clone();
+    let late = std::thread::spawn(move || {
+        let mut l = common::Client::connect(&addr).expect("accepted while there is no master");
+        l.cmd(&["SET", "late", "1"])
+    });
+    c.cmd_ok(&["REPLICAOF", "NO", "ONE"]);
+    proxy.wait_master(&node.addr());
+    c.cmd_ok(&["SET", "k", "3"]);
+    let late = late.join().expect("late client thread");
+    assert!(
+        late.as_ref().is_ok_and(Reply::is_ok),
+        "the client that waited is served by the master: {late:?}"
+    );
+    assert_eq!(node.cmd_ok(&["GET", "k"]).as_string().as_deref(), Some("3"));
+}
+
+/// Rule 13: sessions kept on a demoted master close once `health.down_after` passes with no
+/// master, so their clients reconnect and wait for one.
+#[test]
+fn sessions_kept_on_a_demoted_master_close_after_down_after() {
+    let node = RedisNode::master();
+    let proxy = Proxy::start(
+        &[node.addr()],
+        &format!("{}down_after = \"1s\"\n", common::proxy::FAST_HEALTH),
+    );
+    proxy.wait_master(&node.addr());
+    let mut c = proxy.client();
+    let nowhere = common::free_port().to_string();
+    c.cmd_ok(&["REPLICAOF", "127.0.0.1", &nowhere]);
+    proxy.wait_no_master();
+    common::wait_until(
+        common::proxy::FOLLOW_TIMEOUT,
+        "the kept session to close",
+        || c.cmd(&["PING"]).is_err(),
+    );
+    node.cmd_ok(&["REPLICAOF", "NO", "ONE"]);
+    proxy.wait_master(&node.addr());
+    proxy.client().cmd_ok(&["SET", "k", "1"]);
+}

@@ -214,6 +214,16 @@ pub enum Note {
     StaleCandidate {
         backend: Arc<str>,
     },
+    /// Rule 13: the route's master answers as a replica and no master takes the route: its
+    /// sessions are kept, new clients wait.
+    SessionsKept {
+        backend: Arc<str>,
+    },
+    /// Rule 13: the kept sessions close.
+    KeptSessionsClosed {
+        backend: Arc<str>,
+        why: &'static str,
+    },
 }
 
 /// Why the route is paused (rule 10).
@@ -403,12 +413,21 @@ struct Routed {
     paused: bool,
 }
 
+/// Rule 13: a route withdrawn while its sessions stay.
+#[derive(Clone, Debug)]
+struct Kept {
+    backend: Arc<str>,
+    addr: SocketAddr,
+    since: Instant,
+}
+
 /// The decision core. See [the rules](super).
 #[derive(Clone, Debug)]
 pub struct Machine {
     params: Params,
     backends: Vec<Backend>,
     route: Option<Routed>,
+    kept: Option<Kept>,
     holds: Vec<Hold>,
     seen: Vec<Seen>,
     distrust: Vec<Distrust>,
@@ -486,6 +505,7 @@ impl Machine {
             params,
             backends: backends.into_iter().map(Backend::new).collect(),
             route: None,
+            kept: None,
             holds: Vec::new(),
             seen: Vec::new(),
             distrust: Vec::new(),
@@ -557,7 +577,8 @@ impl Machine {
             .backends
             .iter()
             .filter_map(|b| b.suspect_since.map(|s| s + self.params.down_after));
-        holds.chain(suspects).min()
+        let kept = self.kept.iter().map(|k| k.since + self.params.down_after);
+        holds.chain(suspects).chain(kept).min()
     }
 
     /// Whether checks should run at the fast interval: something changed recently, or a
@@ -1129,10 +1150,35 @@ impl Machine {
             if let Some(c) = current {
                 self.set_paused(c, false);
             }
+            self.end_kept(now, refused);
             return;
         }
         // Rule 13: a paused route's held replies are never delivered.
         let was_paused = self.route.as_ref().is_some_and(|r| r.paused);
+        // Rule 13: an open route whose master answers as a replica, with no master to take
+        // over, keeps its sessions.
+        if let (Some(c), None, false) = (current, target, was_paused) {
+            let b = &self.backends[c];
+            let demoted = b.health.is_up()
+                && b.suspect_since.is_none()
+                && b.info.as_ref().is_some_and(|i| i.role == Role::Replica)
+                && !refused.contains(&c)
+                && !self.held(c);
+            if let (true, Some(r)) = (demoted, self.route.take()) {
+                self.note(Note::SessionsKept {
+                    backend: r.backend.clone(),
+                });
+                self.kept = Some(Kept {
+                    backend: r.backend,
+                    addr: r.addr,
+                    since: now,
+                });
+                self.out.push(Effect::Withdraw {
+                    drain: DrainMode::Keep,
+                });
+                return;
+            }
+        }
         let healthy_current =
             current.filter(|&c| !was_paused && self.backends[c].healthy_master() && !self.held(c));
         let drain = if healthy_current.is_some() {
@@ -1163,6 +1209,7 @@ impl Machine {
         match target {
             Some((t, addr)) => {
                 let backend = self.backends[t].name.clone();
+                self.kept = None; // made current again, or drained by the publish
                 self.route = Some(Routed {
                     backend: backend.clone(),
                     addr,
@@ -1179,6 +1226,29 @@ impl Machine {
                 self.out.push(Effect::Withdraw { drain });
             }
         }
+    }
+
+    /// Rule 13: kept sessions close when their server stops answering (or moves), or after
+    /// `health.down_after`.
+    fn end_kept(&mut self, now: Instant, refused: &[usize]) {
+        let Some(k) = &self.kept else { return };
+        let gone = self.index(&k.backend).is_none_or(|i| {
+            let b = &self.backends[i];
+            !b.health.is_up() || b.addr != Some(k.addr) || refused.contains(&i)
+        });
+        let why = if gone {
+            "its server stopped answering"
+        } else if now >= k.since + self.params.down_after {
+            "no master for health.down_after"
+        } else {
+            return;
+        };
+        let backend = k.backend.clone();
+        self.kept = None;
+        self.note(Note::KeptSessionsClosed { backend, why });
+        self.out.push(Effect::Withdraw {
+            drain: DrainMode::Immediate,
+        });
     }
 
     fn set_paused(&mut self, c: usize, paused: bool) {

@@ -422,13 +422,15 @@ impl Control {
                 tracing::warn!(master = %backend, %addr, epoch = self.table.epoch(), ?previous, ?drain, "master route published");
             }
             Effect::Withdraw { drain } => {
-                self.table.publish(None, drain);
-                self.route_changed();
-                tracing::error!(
-                    ?previous,
-                    epoch = self.table.epoch(),
-                    "no backend qualifies as master: route withdrawn, new clients wait"
-                );
+                if self.table.publish(None, drain) && previous.is_some() {
+                    self.route_changed();
+                    tracing::error!(
+                        ?previous,
+                        epoch = self.table.epoch(),
+                        ?drain,
+                        "no backend qualifies as master: route withdrawn, new clients wait"
+                    );
+                }
             }
         }
         false
@@ -545,6 +547,12 @@ impl Control {
             }
             Note::StaleCandidate { backend } => {
                 tracing::debug!(%backend, "candidate's report is not fresh; checking again before routing to it")
+            }
+            Note::SessionsKept { backend } => {
+                tracing::warn!(%backend, "the master answers as a replica and no other master qualifies: new clients wait, its sessions stay with it (writes get READONLY from Redis)")
+            }
+            Note::KeptSessionsClosed { backend, why } => {
+                tracing::warn!(%backend, why, "sessions kept on the demoted master closed")
             }
         }
     }
