@@ -340,11 +340,6 @@ EOF
 
 # Tests whose body reads the replication stream.
 READS_REPLICATION_STREAM='attach_to_replication_stream'
-# Tests that make the server under test a replica through the client (`REPLICAOF host port`):
-# the proxy, whose promise is never to route to a replica, then withdraws the route and closes
-# the sessions on it, by design. They pass through a plain byte relay; they are listed, not run,
-# in every configuration (docs/redis-suite.md).
-DEMOTES_THE_SERVER='^\s*(r|\$r\w*|\$rd\w*)\s+(replicaof|slaveof)\s+(?!no\b)'
 
 runs=()
 for config in $configs; do
@@ -355,7 +350,7 @@ for config in $configs; do
   # published into it every 2 s: skipped there too.
   tags="-slow"
   skip="$out/$config-skip.txt"
-  tests_matching "$DEMOTES_THE_SERVER" >"$skip"
+  : >"$skip"
   if [ "$config" = sentinel ]; then
     tags="-slow -needs:repl"
     tests_matching "$READS_REPLICATION_STREAM" >>"$skip"

@@ -347,17 +347,21 @@ def make_candidates(names, args):
         elif n.startswith("proxy"):
             if binary is None:
                 binary = proxy_binary(args)
-            # proxy[-copy|-splice|-auto|-mux][-tN]: relay mode (or multiplex mode) and
-            # runtime threads.
-            relay, threads, mode = None, None, None
+            # proxy[-before][-copy|-splice|-auto|-mux][-tN]: another build (--before-bin), relay
+            # mode (or multiplex mode) and runtime threads.
+            relay, threads, mode, which = None, None, None, binary
             for part in n.split("-")[1:]:
                 if re.fullmatch(r"t\d+", part):
                     threads = int(part[1:])
                 elif part == "mux":
                     mode = "multiplex"
+                elif part == "before":
+                    if not args.before_bin or not Path(args.before_bin).is_file():
+                        raise BenchError(f"{n}: --before-bin PATH (another build's binary) is needed")
+                    which = Path(args.before_bin)
                 else:
                     relay = part
-            out.append(Proxy(n, binary, relay, args.proxy_log_level, threads, mode))
+            out.append(Proxy(n, which, relay, args.proxy_log_level, threads, mode))
     return out, binary
 
 
@@ -697,6 +701,9 @@ def write_markdown(res, path):
     }
     for c in cands:
         d = descr.get(c)
+        if d is None and c.startswith("proxy-before"):
+            d = descr.get(c.replace("-before", ""), "redis-master-proxy").rstrip(".") + \
+                f", the build given with `--before-bin` ({m.get('before_bin') or 'another build'})."
         if d is None and (mt := re.fullmatch(r"(proxy(?:-\w+)?)-t(\d+)", c)):
             d = descr.get(mt.group(1), "redis-master-proxy").rstrip(".") + f", with `--threads {mt.group(2)}`."
         L.append(f"- `{c}`: {d or ''}")
@@ -843,7 +850,8 @@ def parse_args(argv):
                     help="smoke test: 1 round, few requests, 1000 idle connections, output under target/")
     ap.add_argument("--candidates", default=",".join(DEFAULT_CANDIDATES),
                     help=f"comma-separated subset of {','.join(ALL_CANDIDATES)}; a proxy candidate "
-                         "may end in -tN to run the proxy with --threads N (e.g. proxy-t1)")
+                         "may end in -tN to run the proxy with --threads N (e.g. proxy-t1); "
+                         "proxy-before[-...] runs the --before-bin build")
     ap.add_argument("--workloads", default="all",
                     help=f"comma-separated subset of {','.join(w.id for w in WORKLOADS)} (default: all), "
                          f"or of the extra mid-size workloads {','.join(w.id for w in EXTRA_WORKLOADS)}")
@@ -854,6 +862,9 @@ def parse_args(argv):
                     help="output directory (default docs/benchmarks, or target/bench-compare-quick with --quick)")
     ap.add_argument("--proxy-bin", default=None,
                     help="redis-master-proxy binary (env REDIS_MASTER_PROXY_BIN wins; default: cargo build --release)")
+    ap.add_argument("--before-bin", default=None,
+                    help="another build of redis-master-proxy (e.g. the previous commit's), run by the "
+                         "proxy-before candidates, interleaved with this one")
     ap.add_argument("--no-build", action="store_true", help="do not run cargo build --release")
     ap.add_argument("--proxy-log-level", default="warn", help="RUST_LOG for the proxy (unless RUST_LOG is set)")
     ap.add_argument("--bench-timeout", type=float, default=None,
@@ -939,6 +950,7 @@ def main(argv):
         "proxy_version": version_of([str(binary), "--version"]) if binary else None,
         "proxy_commit": git_commit() if binary else None,
         "proxy_binary": str(binary) if binary else None,
+        "before_bin": args.before_bin,
         "python": platform.python_version(),
         "rlimit_nofile": nofile,
         "haproxy_maxconn": HAPROXY_MAXCONN[0] if "haproxy" in args.candidates else None,
