@@ -25,6 +25,8 @@ pub struct Decisions {
     pub uncorroborated_promotions: Vec<String>,
     /// Rule 5: histories left by an accepted promotion; masters still serving them are excluded.
     pub superseded_histories: Vec<String>,
+    /// Rule 13: a master that answers as a replica, whose sessions stay while new clients wait.
+    pub kept_sessions: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]

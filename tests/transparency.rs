@@ -121,6 +121,11 @@ fn a_session_that_demotes_the_master_and_back_stays_open() {
     let nowhere = common::free_port().to_string();
     c.cmd_ok(&["REPLICAOF", "127.0.0.1", &nowhere]);
     proxy.wait_no_master();
+    let kept = proxy.status()["decisions"]["kept_sessions"].clone();
+    assert!(
+        kept.as_str().is_some_and(|k| k.starts_with(&node.addr())),
+        "status says whose sessions are kept: {kept}"
+    );
 
     let r = c
         .cmd(&["SET", "k", "2"])
@@ -139,6 +144,7 @@ fn a_session_that_demotes_the_master_and_back_stays_open() {
     c.cmd_ok(&["REPLICAOF", "NO", "ONE"]);
     proxy.wait_master(&node.addr());
     c.cmd_ok(&["SET", "k", "3"]);
+    assert!(proxy.status()["decisions"]["kept_sessions"].is_null());
     let late = late.join().expect("late client thread");
     assert!(
         late.as_ref().is_ok_and(Reply::is_ok),

@@ -453,6 +453,8 @@ pub struct View {
     pub split_brain: Vec<String>,
     pub uncorroborated: Vec<String>,
     pub superseded: Vec<String>,
+    /// Rule 13: the demoted master whose sessions are kept, and for how long still.
+    pub kept: Option<String>,
     pub holds: Vec<HoldView>,
     pub distrusted: Vec<DistrustView>,
     /// Per configured sentinel: holds it started that expired without a promotion.
@@ -1347,6 +1349,13 @@ impl Machine {
                 .iter()
                 .map(|s| format!("{} (left for {})", s.history, s.successor))
                 .collect(),
+            kept: self.kept.as_ref().map(|k| {
+                let left = (k.since + self.params.down_after).saturating_duration_since(now);
+                format!(
+                    "{} (answers as a replica; at most {:.0?} more)",
+                    k.backend, left
+                )
+            }),
             holds: self
                 .holds
                 .iter()

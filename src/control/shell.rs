@@ -649,6 +649,7 @@ impl Control {
                 split_brain_masters: view.split_brain,
                 uncorroborated_promotions: view.uncorroborated,
                 superseded_histories: view.superseded,
+                kept_sessions: view.kept,
             },
         }));
     }

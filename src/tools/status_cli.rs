@@ -102,6 +102,9 @@ pub fn status_table(json: &str) -> Result<String, String> {
             let _ = writeln!(out, "{what}: {}", s(item));
         }
     }
+    if let Some(k) = d["kept_sessions"].as_str() {
+        let _ = writeln!(out, "sessions kept, new clients wait: {k}");
+    }
     if let Some(sn) = v.get("sentinel").filter(|x| !x.is_null()) {
         for item in sn["distrusted"].as_array().into_iter().flatten() {
             let _ = writeln!(out, "sentinel distrusted: {}", s(item));
