@@ -3,8 +3,10 @@
 # anything and stops naming this script when a tool is missing.
 #
 #   Debian packages, when their command is missing: redis-server, redis-sentinel, redis-tools
-#   (redis-benchmark), haproxy, python3-venv; installed with RUNLEVEL=1 so that Debian starts no
-#   Redis or HAProxy service (every benchmark runs its own, on free loopback ports).
+#   (redis-benchmark), haproxy, nutcracker (twemproxy), python3-venv; installed with RUNLEVEL=1 so
+#   that Debian starts no Redis or HAProxy service (every benchmark runs its own, on free loopback
+#   ports). nutcracker's service never starts on install: both its init script and its systemd
+#   unit wait for /etc/nutcracker/nutcracker.yml, which the package does not ship.
 #   matplotlib for the charts, into benches/.venv, unless this Python already has it.
 #
 #   benches/install.sh               everything
@@ -25,6 +27,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
 command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+command -v nutcracker >/dev/null 2>&1 || need+=(nutcracker)
 if [ "$charts" = 1 ] && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   need+=(python3-venv)
 fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Comparative benchmark: redis-benchmark straight to Redis vs. through HAProxy
-vs. through redis-master-proxy, interleaved in one run.
+vs. through twemproxy vs. through redis-master-proxy, interleaved in one run.
 
 Run `python3 benches/compare/run.py --help` for the options and
 benches/compare/README.md for what is measured and how.
@@ -35,7 +35,7 @@ if __package__ in (None, ""):  # run as a file: import from the repository root
     sys.path[0] = str(Path(__file__).resolve().parent.parent.parent)
 
 from benches.harness.cluster import start_redis  # noqa: E402
-from benches.harness.endpoints import proxy_toml, start_haproxy, start_proxy  # noqa: E402
+from benches.harness.endpoints import proxy_toml, start_haproxy, start_proxy, start_twemproxy  # noqa: E402
 from benches.harness.procfs import CLK_TCK, cpu_seconds, mem_snapshot  # noqa: E402
 from benches.harness.procs import Procs, free_ports, log, raise_nofile, wait_until  # noqa: E402
 from benches.harness.resp import RespError, parse_info, redis_call  # noqa: E402
@@ -100,7 +100,7 @@ EXTRA_WORKLOADS = [
 ]
 WORKLOAD_BY_ID = {w.id: w for w in WORKLOADS + EXTRA_WORKLOADS}
 
-ALL_CANDIDATES = ["direct", "haproxy", "proxy", "proxy-copy", "proxy-splice", "proxy-mux"]
+ALL_CANDIDATES = ["direct", "haproxy", "twemproxy", "proxy", "proxy-copy", "proxy-splice", "proxy-mux"]
 DEFAULT_CANDIDATES = ["direct", "haproxy", "proxy"]
 
 
@@ -140,7 +140,9 @@ def wait_for(procs, name, pred, timeout, what):
         raise fail(procs, name, str(e))
 
 
-NEEDED_TOOLS = ["redis-server", "redis-benchmark", "haproxy"]
+NEEDED_TOOLS = ["redis-server", "redis-benchmark"]
+# The tool a candidate needs beyond those.
+CANDIDATE_TOOLS = {"haproxy": "haproxy", "twemproxy": "nutcracker"}
 
 
 def set_nofile(want):
@@ -236,6 +238,10 @@ class Candidate:
     def start(self, procs, workdir, redis_port):
         raise NotImplementedError
 
+    def unsupported(self, w):
+        """Why this candidate cannot run workload `w` (recorded as not supported), or None."""
+        return None
+
     def stop(self):
         if self.procs is not None:
             self.procs.terminate(self.name, timeout=5.0)
@@ -274,6 +280,29 @@ class HAProxy(Candidate):
         except RuntimeError as e:
             raise fail(procs, self.name, str(e))
         wait_for(procs, self.name, lambda: ping_ok(self.port), 10, "PING through HAProxy")
+
+
+class Twemproxy(Candidate):
+    name = "twemproxy"
+    kind = "twemproxy"
+
+    # redis-benchmark tests that fail through twemproxy 0.5.0 (each tried with `-t TEST`).
+    UNSUPPORTED_TESTS = {
+        "ping_inline": "twemproxy closes a connection that sends an inline command",
+        "xadd": "twemproxy 0.5.0 has no stream commands",
+    }
+
+    def start(self, procs, workdir, redis_port):
+        self.port, stats = free_ports(2)
+        self.procs = procs
+        try:
+            start_twemproxy(procs, workdir, self.port, stats, [redis_port], name=self.name)
+        except RuntimeError as e:
+            raise fail(procs, self.name, str(e))
+
+    def unsupported(self, w):
+        why = self.UNSUPPORTED_TESTS.get(w.test)
+        return f"not supported by twemproxy: {why}" if why else None
 
 
 class Proxy(Candidate):
@@ -344,6 +373,8 @@ def make_candidates(names, args):
             out.append(Direct())
         elif n == "haproxy":
             out.append(HAProxy())
+        elif n == "twemproxy":
+            out.append(Twemproxy())
         elif n.startswith("proxy"):
             if binary is None:
                 binary = proxy_binary(args)
@@ -439,6 +470,10 @@ def redis_connected_clients(redis_port):
     return int(v) if v is not None else None
 
 
+# As a RESP array, as clients send it (twemproxy closes a connection that sends an inline command).
+PING = b"*1\r\n$4\r\nPING\r\n"
+
+
 def hold_idle_connections(port, count, batch=200, deadline_s=120):
     """Open `count` connections, PING each once (so the proxy has its backend side
     open too), and return the sockets plus the number that failed."""
@@ -474,7 +509,7 @@ def hold_idle_connections(port, count, batch=200, deadline_s=120):
                             failed += 1
                             continue
                         try:
-                            s.send(b"PING\r\n")
+                            s.send(PING)
                         except OSError:
                             sel.unregister(s)
                             s.close()
@@ -524,7 +559,7 @@ def ping_all(socks, deadline_s=30):
     try:
         for s in socks:
             try:
-                if s.send(b"PING\r\n") == 6:
+                if s.send(PING) == len(PING):
                     bufs[s] = b""
                     sel.register(s, selectors.EVENT_READ)
             except OSError:
@@ -603,11 +638,13 @@ def summarize(samples, cand_names, workloads):
         per = {}
         for c in cand_names:
             ok = [s for s in samples if s["workload"] == w.id and s["candidate"] == c and "rps" in s]
-            errs = [s["error"] for s in samples if s["workload"] == w.id and s["candidate"] == c and "error" in s]
+            bad = [s for s in samples if s["workload"] == w.id and s["candidate"] == c and "error" in s]
+            errs = [s["error"] for s in bad]
             rps = [s["rps"] for s in ok]
             per[c] = {
                 "runs": len(ok),
                 "errors": errs,
+                "unsupported": bool(bad) and not ok and all(s.get("unsupported") for s in bad),
                 "rps_median": median(rps),
                 "rps_min": min(rps) if rps else None,
                 "rps_max": max(rps) if rps else None,
@@ -654,7 +691,7 @@ def write_markdown(res, path):
     m = res["meta"]
     cands = m["candidates"]
     L = []
-    L.append("# Benchmark results: redis-master-proxy vs. HAProxy vs. direct")
+    L.append("# Benchmark results: redis-master-proxy vs. HAProxy vs. twemproxy vs. direct")
     L.append("")
     if m.get("quick"):
         L.append("> **Smoke-test run (`--quick`)**: one round with few requests; the numbers are not meaningful.")
@@ -673,9 +710,11 @@ def write_markdown(res, path):
         ("redis_version", "Redis"),
         ("redis_benchmark_version", "redis-benchmark"),
         ("haproxy_version", "HAProxy"),
+        ("twemproxy_version", "twemproxy (nutcracker)"),
         ("proxy_version", "redis-master-proxy"),
         ("proxy_commit", "redis-master-proxy commit"),
         ("haproxy_threads", "HAProxy threads"),
+        ("twemproxy_threads", "twemproxy threads"),
         ("haproxy_maxconn", "HAProxy maxconn"),
         ("rlimit_nofile", "RLIMIT_NOFILE"),
         ("proxy_threads", "redis-master-proxy threads"),
@@ -693,6 +732,12 @@ def write_markdown(res, path):
         "direct": "redis-benchmark connects straight to redis-server (the baseline).",
         "haproxy": "HAProxy in TCP mode with the production-style `INFO replication` / `role:master` check "
                    "(config in `benches/harness/endpoints.py`), default threads.",
+        "twemproxy": "twemproxy (nutcracker) with one pool holding the one redis-server, `redis: true`, "
+                     "`server_connections: 1` (its default), `preconnect: true`, defaults otherwise "
+                     "(config in `benches/harness/endpoints.py`): every client's commands share one "
+                     "backend connection, many clients' commands per write, which spares Redis work "
+                     "per request and is why it cannot offer `MULTI`, blocking commands, pub/sub, "
+                     "`SELECT` or `CLIENT` commands.",
         "proxy": "redis-master-proxy with its default relay mode (`auto`).",
         "proxy-copy": "redis-master-proxy with `--relay copy` (user-space copy).",
         "proxy-splice": "redis-master-proxy with `--relay splice` (splice(2) through a pipe).",
@@ -729,7 +774,7 @@ def write_markdown(res, path):
         for c in cands:
             s = per[c]
             if s["rps_median"] is None:
-                L.append(f"| {c} | failed | | | | | | |")
+                L.append(f"| {c} | {'not supported' if s.get('unsupported') else 'failed'} | | | | | | |")
                 continue
             spread = (s["rps_max"] - s["rps_min"]) / s["rps_median"] * 100 if s["rps_median"] else None
             ratio = s["ratio_to_direct"]
@@ -738,9 +783,12 @@ def write_markdown(res, path):
                 f"{fmt(s['p50_ms_median'], '.3f')} | {fmt(s['p99_ms_median'], '.3f')} | "
                 f"{fmt(s['proxy_cpu_us_per_req_median'], '.2f')} | {fmt(s['redis_cpu_us_per_req_median'], '.2f')} |"
             )
-        errs = [(c, e) for c in cands for e in per[c]["errors"]]
-        if errs:
+        errs = [(c, e) for c in cands if not per[c].get("unsupported") for e in per[c]["errors"]]
+        unsupported = [(c, per[c]["errors"][0]) for c in cands if per[c].get("unsupported")]
+        if errs or unsupported:
             L.append("")
+            for c, e in unsupported:
+                L.append(f"- `{c}`: {e}")
             for c, e in errs:
                 L.append(f"- `{c}` failed a run: {e}")
         L.append("")
@@ -830,9 +878,8 @@ def write_outputs(res, out_dir, chart=True):
     jp = out_dir / "results.json"
     jp.write_text(json.dumps(res, indent=2) + "\n")
     write_markdown(res, out_dir / "results.md")
-    if chart:
-        draw_chart(jp, out_dir / "throughput.png")
-    log(f"wrote {out_dir / 'results.md'}, {jp}" + (f", {out_dir / 'throughput.png'}" if chart else ""))
+    drawn = chart and draw_chart(jp, out_dir / "throughput.png")
+    log(f"wrote {out_dir / 'results.md'}, {jp}" + (f", {out_dir / 'throughput.png'}" if drawn else ""))
 
 
 # --------------------------------------------------------------------------
@@ -842,7 +889,7 @@ def write_outputs(res, out_dir, chart=True):
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(
-        description="Interleaved comparative benchmark: direct Redis vs HAProxy vs redis-master-proxy.",
+        description="Interleaved comparative benchmark: direct Redis vs HAProxy vs twemproxy vs redis-master-proxy.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     ap.add_argument("--rounds", type=int, default=5, help="rounds (each runs every workload on every candidate)")
@@ -921,7 +968,7 @@ def main(argv):
     if sys.platform != "linux":
         raise BenchError("this benchmark reads /proc and needs Linux")
 
-    require_tools([t for t in NEEDED_TOOLS if t != "haproxy" or "haproxy" in args.candidates])
+    require_tools(NEEDED_TOOLS + [t for c, t in CANDIDATE_TOOLS.items() if c in args.candidates])
     candidates, binary = make_candidates(args.candidates, args)
 
     # Every connection through a proxy costs the proxy two descriptors; the idle test
@@ -947,6 +994,9 @@ def main(argv):
         "redis_version": short_version(version_of(["redis-server", "--version"]), "v="),
         "redis_benchmark_version": version_of(["redis-benchmark", "--version"]),
         "haproxy_version": short_version(version_of(["haproxy", "-v"]), "version") if "haproxy" in args.candidates else None,
+        # "This is nutcracker-0.5.0" -> "0.5.0"
+        "twemproxy_version": version_of(["nutcracker", "--version"]).rsplit("-", 1)[-1]
+        if "twemproxy" in args.candidates else None,
         "proxy_version": version_of([str(binary), "--version"]) if binary else None,
         "proxy_commit": git_commit() if binary else None,
         "proxy_binary": str(binary) if binary else None,
@@ -1020,13 +1070,18 @@ def main(argv):
             for w in args.workloads:
                 n = requests_for(w, args)
                 for c in order:
-                    if c.name in dead:
+                    why = c.unsupported(w)
+                    if why:
+                        r = {"error": why, "unsupported": True}
+                    elif c.name in dead:
                         r = {"error": dead[c.name]}
                     else:
                         r = run_benchmark(c, w, n, redis_port, args.bench_timeout)
                     r.update({"round": rnd, "workload": w.id, "candidate": c.name, "requests": n})
                     samples.append(r)
-                    if "error" in r:
+                    if r.get("unsupported"):
+                        log(f"  {w.id:13} {c.name:13} {r['error']}")
+                    elif "error" in r:
                         log(f"  {w.id:13} {c.name:13} ERROR {r['error']}")
                     else:
                         cpu = r["proxy_cpu_us_per_req"]

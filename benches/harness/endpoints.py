@@ -1,5 +1,6 @@
-"""The endpoints clients go through: redis-master-proxy (config, start-up, admin HTTP, /metrics)
-and HAProxy with the production-style `role:master` tcp-check it replaces."""
+"""The endpoints clients go through: redis-master-proxy (config, start-up, admin HTTP, /metrics),
+HAProxy with the production-style `role:master` tcp-check it replaces, and twemproxy
+(nutcracker), the multiplexing Redis proxy the comparative benchmark measures beside them."""
 
 import csv
 import io
@@ -11,6 +12,7 @@ import subprocess
 
 from .cluster import MASTER_NAME
 from .procs import HOST, wait_until
+from .resp import redis_call
 
 METRIC_PREFIX = "redis_master_proxy_"
 
@@ -202,3 +204,58 @@ def start_haproxy(procs, tmp, listen, rports, up=("r1",), maxconn=4096, frontend
     wait_until(lambda: haproxy_servers_up(sock, checked=True) == list(up), 20,
                "HAProxy to mark only %s UP" % ", ".join(up), 0.2, proc=p)
     return {"config": cfg_text, "command": "haproxy -db -f haproxy.cfg", "stats_socket": sock}
+
+
+# --------------------------------------------------------------------------------------
+# twemproxy (nutcracker)
+
+# One pool, one server: hash and distribution (defaults fnv1a_64 / ketama) pick that server for
+# every key. server_connections: 1 is twemproxy's default: every client's commands are written to
+# the one backend connection, many clients' commands per write, and the replies read back in order
+# (which is why it cannot offer MULTI, blocking commands, pub/sub, SELECT or CLIENT). preconnect
+# opens that connection at start-up instead of on the first command. No timeout (the default):
+# commands wait for Redis as long as over a direct connection.
+TWEMPROXY_CFG = """redis_master:
+  listen: 127.0.0.1:{listen}
+  redis: true
+  preconnect: true
+  server_connections: 1
+  auto_eject_hosts: false
+  servers:
+{servers}
+"""
+
+
+def twemproxy_config(listen, rports):
+    """The pool `redis_master` listening on `listen`, with servers 127.0.0.1:port:1 for `rports`."""
+    servers = "\n".join("    - 127.0.0.1:%d:1" % p for p in rports)
+    return TWEMPROXY_CFG.format(listen=listen, servers=servers)
+
+
+def start_twemproxy(procs, tmp, listen, stats, rports, name="twemproxy", timeout=20):
+    """Checks and starts nutcracker as process `name` (its log in the process's log file), its
+    stats on 127.0.0.1:`stats` (the default would be 0.0.0.0:22222), then waits until a PING
+    through it answers PONG and a command it forwards (EXISTS) gets Redis's answer: twemproxy
+    answers PING itself, so only the second shows the backend connection is open.
+    Returns {"config", "command"}."""
+    cfg_text = twemproxy_config(listen, rports)
+    cfg = os.path.join(tmp, name + ".yml")
+    with open(cfg, "w") as f:
+        f.write(cfg_text)
+    r = subprocess.run(["nutcracker", "--test-conf", "--conf-file", cfg], capture_output=True,
+                       text=True, timeout=20)
+    if r.returncode != 0:
+        raise RuntimeError("nutcracker --test-conf failed: %s" % (r.stdout + r.stderr)[-1500:])
+    argv = ["nutcracker", "--conf-file", cfg, "--stats-addr", HOST, "--stats-port", str(stats),
+            "--output", procs.logpath(name), "--pid-file", os.path.join(tmp, name + ".pid")]
+    p = procs.start(name, argv)
+
+    def forwarding():
+        return (redis_call(listen, "PING") == "PONG"
+                and isinstance(redis_call(listen, "EXISTS", "twemproxy:ready"), int))
+    try:
+        wait_until(forwarding, timeout, "PONG and a forwarded EXISTS through twemproxy", proc=p)
+    except RuntimeError as e:
+        raise RuntimeError("twemproxy %s: %s" % (e, procs.logtail(name, 1500)))
+    return {"config": cfg_text,
+            "command": "nutcracker --conf-file twemproxy.yml --stats-addr 127.0.0.1 --stats-port PORT"}
