@@ -27,7 +27,7 @@ use crate::control::sentinel;
 use crate::metrics as m;
 use crate::redis::client::{self, CheckError};
 use crate::redis::info::Role;
-use crate::redis::resp::ReplyError;
+use crate::redis::resp::{ErrorCode, ReplyError};
 use crate::routing::RouteTable;
 use crate::status::{BackendStatus, Decisions, MasterStatus, SentinelStatus, Status};
 
@@ -78,11 +78,12 @@ pub fn classify(result: Result<crate::redis::info::ReplicationInfo, CheckError>)
         Err(e) => e,
     };
     let (reason, error) = (err.reason(), err.to_string());
-    let busy = |msg: &str| msg.starts_with("BUSY");
     match &err {
         CheckError::Local(_) => Outcome::Local { error },
         CheckError::Timeout { .. } => Outcome::Slow { reason, error },
-        CheckError::Reply(ReplyError::Redis(msg)) | CheckError::Auth(msg) if busy(msg) => {
+        CheckError::Reply(ReplyError::Redis(e)) | CheckError::Auth(e)
+            if e.code == ErrorCode::Busy =>
+        {
             Outcome::Busy { error }
         }
         CheckError::Refused(_) | CheckError::Reset => Outcome::Dead { reason, error },
