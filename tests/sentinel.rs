@@ -24,7 +24,8 @@ fn addr_of(nodes: &[RedisNode], addr: &str) -> usize {
         .expect("a known node")
 }
 
-/// Watches the route for `dur` and fails if it ever points at `old`.
+/// Watches the route for `dur` and fails if it ever points at `old`. The sleep between looks
+/// is the point: what is asserted is what does not happen in the window.
 fn never_routes_to(proxy: &Proxy, old: &str, dur: Duration) {
     let end = Instant::now() + dur;
     while Instant::now() < end {
@@ -37,20 +38,34 @@ fn never_routes_to(proxy: &Proxy, old: &str, dur: Duration) {
     }
 }
 
+/// Keys on `node` (0 when it does not answer).
+fn dbsize(node: &RedisNode) -> i64 {
+    node.cmd(&["DBSIZE"])
+        .ok()
+        .and_then(|r| r.as_int())
+        .unwrap_or(0)
+}
+
 #[test]
 fn planned_switchover_loses_no_acknowledged_write() {
     let c = cluster();
     let old = c.nodes[0].addr();
     let stop = Arc::new(AtomicBool::new(false));
     let w = spawn_writer(c.proxy.addr.clone(), "probe", stop.clone());
-    thread::sleep(Duration::from_millis(500));
+    wait_until(FOLLOW_TIMEOUT, "writes through the proxy", || {
+        dbsize(&c.nodes[0]) >= 20
+    });
 
     c.sentinels.failover().expect("SENTINEL FAILOVER");
     let new = common::wait_for(FOLLOW_TIMEOUT, "sentinels to switch", || {
         c.sentinels.master_addr().filter(|a| *a != old)
     });
     c.proxy.wait_master(&new);
-    thread::sleep(Duration::from_millis(500));
+    let new_node = &c.nodes[addr_of(&c.nodes, &new)];
+    let before = dbsize(new_node);
+    wait_until(FOLLOW_TIMEOUT, "writes on the new master", || {
+        dbsize(new_node) >= before + 20
+    });
     stop.store(true, Ordering::Relaxed);
     let acked = w.join().unwrap().acked;
     assert!(

@@ -10,7 +10,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::config::{Auth, HostPort};
 use crate::redis::client::{open, read_frame, CheckError};

@@ -160,9 +160,9 @@ pub async fn query_master(
                 }
             }
             OwnedFrame::Null | OwnedFrame::Array(_) => Ok(None),
-            OwnedFrame::Error(e) => {
-                Err(CheckError::Reply(crate::redis::resp::ReplyError::Redis(e)))
-            }
+            OwnedFrame::Error(e) => Err(CheckError::Reply(crate::redis::resp::ReplyError::Redis(
+                crate::redis::resp::ServerError::new(e),
+            ))),
             _ => Err(CheckError::Reply(crate::redis::resp::ReplyError::Protocol(
                 "unexpected reply to SENTINEL get-master-addr-by-name".into(),
             ))),

@@ -107,9 +107,9 @@ pub async fn ping(
             .map_err(|e| CheckError::Io(std::sync::Arc::new(e)))?;
         match client::read_frame(&mut stream, &mut buf).await? {
             OwnedFrame::SimpleString(s) if s == b"PONG" => Ok(addr),
-            OwnedFrame::Error(e) => {
-                Err(CheckError::Reply(crate::redis::resp::ReplyError::Redis(e)))
-            }
+            OwnedFrame::Error(e) => Err(CheckError::Reply(crate::redis::resp::ReplyError::Redis(
+                crate::redis::resp::ServerError::new(e),
+            ))),
             _ => Err(CheckError::Reply(crate::redis::resp::ReplyError::Protocol(
                 "the answer to PING is not +PONG".into(),
             ))),

@@ -27,12 +27,18 @@ use crate::control::sentinel;
 use crate::metrics as m;
 use crate::redis::client::{self, CheckError};
 use crate::redis::info::Role;
-use crate::redis::resp::ReplyError;
+use crate::redis::resp::{ErrorCode, ReplyError};
 use crate::routing::RouteTable;
 use crate::status::{BackendStatus, Decisions, MasterStatus, SentinelStatus, Status};
 
 /// Interval of rounds while something is changing.
 pub const FAST_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The machine's clock: tokio's, so a test runtime with paused time drives the rules' timers
+/// (holds, freshness, suspicion) the same way it drives the shell's own sleeps.
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
 
 /// A finished piece of control-plane I/O.
 enum Done {
@@ -78,11 +84,12 @@ pub fn classify(result: Result<crate::redis::info::ReplicationInfo, CheckError>)
         Err(e) => e,
     };
     let (reason, error) = (err.reason(), err.to_string());
-    let busy = |msg: &str| msg.starts_with("BUSY");
     match &err {
         CheckError::Local(_) => Outcome::Local { error },
         CheckError::Timeout { .. } => Outcome::Slow { reason, error },
-        CheckError::Reply(ReplyError::Redis(msg)) | CheckError::Auth(msg) if busy(msg) => {
+        CheckError::Reply(ReplyError::Redis(e)) | CheckError::Auth(e)
+            if e.code == ErrorCode::Busy =>
+        {
             Outcome::Busy { error }
         }
         CheckError::Refused(_) | CheckError::Reset => Outcome::Dead { reason, error },
@@ -199,10 +206,17 @@ impl Control {
                     recheck
                 }
             };
-            if recheck {
+            let everything_running = self.cfg.backends.iter().all(|b| in_flight.contains(b))
+                && (self.cfg.sentinel.is_none() || sentinels_in_flight);
+            if recheck && everything_running {
+                // A round now would start nothing, and the machine, asked again at once, would
+                // ask again: the loop would spin until a check ends. Each running check is
+                // repeated the moment it ends instead (its answer may predate the change).
+                again.extend(in_flight.iter().cloned());
+            } else if recheck {
                 next = Instant::now();
                 urgent = true;
-            } else if self.machine.wants_fast_checks(std::time::Instant::now()) {
+            } else if self.machine.wants_fast_checks(now()) {
                 next = next.min(Instant::now() + FAST_INTERVAL);
             }
             self.publish_status();
@@ -211,7 +225,7 @@ impl Control {
 
     /// The interval to the next round: fast while something is changing.
     fn interval(&self) -> Duration {
-        if self.machine.wants_fast_checks(std::time::Instant::now()) {
+        if self.machine.wants_fast_checks(now()) {
             FAST_INTERVAL.min(self.cfg.health.interval.0)
         } else {
             self.cfg.health.interval.0
@@ -252,7 +266,7 @@ impl Control {
     /// Feeds one input to the machine and applies its effects; returns whether a round should
     /// start at once.
     fn step(&mut self, input: Input) -> bool {
-        let effects = self.machine.handle(input, std::time::Instant::now());
+        let effects = self.machine.handle(input, now());
         let mut recheck = false;
         for e in effects {
             recheck |= self.apply(e);
@@ -558,7 +572,7 @@ impl Control {
     }
 
     fn publish_status(&self) {
-        let view = self.machine.view(std::time::Instant::now());
+        let view = self.machine.view(now());
         let route = self.table.load();
         let master_offset = route
             .as_ref()

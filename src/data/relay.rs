@@ -43,7 +43,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, Interest, ReadBuf};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
@@ -146,7 +146,8 @@ enum Close {
 /// read by the drain rule: a request is outstanding while the last forward is newer than the
 /// last reply byte.
 struct Clocks {
-    start: Instant,
+    /// tokio's clock, as the drain's timers are.
+    start: tokio::time::Instant,
     last_request: AtomicU64,
     last_reply: AtomicU64,
 }
@@ -154,6 +155,17 @@ struct Clocks {
 impl Clocks {
     fn now(&self) -> u64 {
         self.start.elapsed().as_nanos() as u64
+    }
+
+    /// The time of a forward or a reply, strictly after every earlier one: a request forwarded
+    /// at the same clock reading as the last reply (tokio's paused test clock gives many) is
+    /// still outstanding. Both pumps run in one task, so the two loads see every earlier stamp.
+    fn stamp(&self) -> u64 {
+        let last = self
+            .last_request
+            .load(Ordering::Relaxed)
+            .max(self.last_reply.load(Ordering::Relaxed));
+        self.now().max(last + 1)
     }
 }
 
@@ -174,7 +186,7 @@ pub async fn relay(
     bytes: &Bytes,
 ) -> End {
     let clocks = Clocks {
-        start: Instant::now(),
+        start: tokio::time::Instant::now(),
         last_request: AtomicU64::new(0),
         last_reply: AtomicU64::new(0),
     };
@@ -394,7 +406,7 @@ fn note_progress(dir: Dir, clocks: &Clocks, counter: &AtomicU64, n: usize) {
         Dir::ClientToBackend => &clocks.last_request,
         Dir::BackendToClient => &clocks.last_reply,
     };
-    slot.store(clocks.now(), Ordering::Release);
+    slot.store(clocks.stamp(), Ordering::Release);
 }
 
 /// Reads what is there without waiting: `None` when the socket has nothing now (or tokio's
@@ -447,7 +459,7 @@ async fn copy_burst(
         if dir == Dir::BackendToClient {
             // A reply is arriving: the drain rule counts it from the read, not the write, so a
             // slow client cannot make a finished reply look outstanding.
-            clocks.last_reply.store(clocks.now(), Ordering::Release);
+            clocks.last_reply.store(clocks.stamp(), Ordering::Release);
         }
         dst.write_all(&buf[..n])
             .await
@@ -491,7 +503,7 @@ async fn splice_burst(
         };
         burst += n;
         if dir == Dir::BackendToClient {
-            clocks.last_reply.store(clocks.now(), Ordering::Release);
+            clocks.last_reply.store(clocks.stamp(), Ordering::Release);
         }
         // Empty the pipe before splicing in again, so `pending` stays exact and a slow peer
         // bounds what this session holds to one pipe.

@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::resp::{self, ReplyError};
+use super::resp::{self, ErrorCode, ReplyError, ServerError};
 use crate::config::{Auth, HostPort};
 
 /// Why a check failed. [`CheckError::reason`] is the bounded metric label. I/O errors keep
@@ -45,7 +45,7 @@ pub enum CheckError {
     #[error("I/O error: {0}")]
     Io(#[source] Arc<std::io::Error>),
     #[error("AUTH refused: {0}")]
-    Auth(String),
+    Auth(ServerError),
     #[error("{0}")]
     Reply(ReplyError),
 }
@@ -63,15 +63,11 @@ impl CheckError {
             CheckError::Reset => "reset",
             CheckError::Io(_) => "io",
             CheckError::Auth(_) => "auth",
-            CheckError::Reply(ReplyError::Redis(e)) if e.starts_with("LOADING") => "loading",
-            CheckError::Reply(ReplyError::Redis(e))
-                if e.starts_with("NOAUTH")
-                    || e.starts_with("WRONGPASS")
-                    || e.starts_with("NOPERM") =>
-            {
-                "auth"
-            }
-            CheckError::Reply(ReplyError::Redis(_)) => "error_reply",
+            CheckError::Reply(ReplyError::Redis(e)) => match e.code {
+                ErrorCode::Loading => "loading",
+                code if code.is_auth() => "auth",
+                _ => "error_reply",
+            },
             CheckError::Reply(ReplyError::Oversized) => "oversized",
             CheckError::Reply(_) => "protocol",
         }

@@ -5,7 +5,7 @@
 
 use redis_protocol::resp2::types::OwnedFrame;
 
-use super::resp::{describe, ReplyError};
+use super::resp::{describe, ReplyError, ServerError};
 
 /// A backend's replication state, as reported by `INFO replication`.
 #[derive(Clone, Debug, PartialEq, Eq, Default, serde::Serialize)]
@@ -48,7 +48,7 @@ impl Role {
 pub fn parse_info_reply(frame: &OwnedFrame) -> Result<ReplicationInfo, ReplyError> {
     match frame {
         OwnedFrame::BulkString(body) => parse_info_text(body),
-        OwnedFrame::Error(e) => Err(ReplyError::Redis(e.clone())),
+        OwnedFrame::Error(e) => Err(ReplyError::Redis(ServerError::new(e.clone()))),
         other => Err(ReplyError::Protocol(format!(
             "INFO answered with {}",
             describe(other)

@@ -14,12 +14,81 @@ use redis_protocol::resp2::types::{BorrowedFrame, OwnedFrame};
 /// (a few KiB with many replicas); anything larger is a misbehaving peer, not a Redis.
 pub const MAX_REPLY_BYTES: usize = 64 * 1024;
 
+/// The error codes the proxy acts on: the first word of an error reply, as Redis defines it
+/// (`-LOADING Redis is loading …` has the code `LOADING`). Read once, where the reply is read,
+/// so decisions match on a code, never on the text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// `BUSY`: a script runs past its busy threshold; the server is alive (control rule 2).
+    Busy,
+    /// `LOADING`: the server is loading its dataset and answers nothing else yet.
+    Loading,
+    /// `NOAUTH`: the server wants `AUTH` and none was sent.
+    NoAuth,
+    /// `WRONGPASS`: the user or password was refused.
+    WrongPass,
+    /// `NOPERM`: the ACL user may not run the command.
+    NoPerm,
+    /// Any other code.
+    Other,
+}
+
+impl ErrorCode {
+    /// The code of an error reply's message.
+    pub fn of(message: &str) -> ErrorCode {
+        match message.split(' ').next().unwrap_or("") {
+            "BUSY" => ErrorCode::Busy,
+            "LOADING" => ErrorCode::Loading,
+            "NOAUTH" => ErrorCode::NoAuth,
+            "WRONGPASS" => ErrorCode::WrongPass,
+            "NOPERM" => ErrorCode::NoPerm,
+            _ => ErrorCode::Other,
+        }
+    }
+
+    /// A refusal to let the proxy in: no password, a wrong one, or an ACL without the command.
+    pub fn is_auth(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::NoAuth | ErrorCode::WrongPass | ErrorCode::NoPerm
+        )
+    }
+}
+
+/// An error reply from the server: its [`ErrorCode`] and the message as the server wrote it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ServerError {
+    pub fn new(message: String) -> ServerError {
+        ServerError {
+            code: ErrorCode::of(&message),
+            message,
+        }
+    }
+}
+
+impl From<&str> for ServerError {
+    fn from(message: &str) -> ServerError {
+        ServerError::new(message.to_string())
+    }
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// Why a reply was not a usable answer (to `INFO replication`, `AUTH`, or a sentinel query).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ReplyError {
     /// The server answered with an error (`-NOAUTH …`, `-LOADING …`, `-WRONGPASS …`).
     #[error("error reply: {0}")]
-    Redis(String),
+    Redis(ServerError),
     /// Not RESP, or RESP of an unexpected type.
     #[error("unparseable reply: {0}")]
     Protocol(String),
@@ -114,7 +183,7 @@ pub fn take_frame(buf: &mut BytesMut) -> Result<Option<OwnedFrame>, ReplyError> 
 pub fn check_auth_reply(frame: &OwnedFrame) -> Result<(), ReplyError> {
     match frame {
         OwnedFrame::SimpleString(s) if s == b"OK" => Ok(()),
-        OwnedFrame::Error(e) => Err(ReplyError::Redis(e.clone())),
+        OwnedFrame::Error(e) => Err(ReplyError::Redis(ServerError::new(e.clone()))),
         other => Err(ReplyError::Protocol(format!(
             "unexpected reply to AUTH: {}",
             describe(other)
@@ -179,5 +248,31 @@ mod tests {
         );
         assert!(check_auth_reply(&OwnedFrame::SimpleString(b"OK".to_vec())).is_ok());
         assert!(check_auth_reply(&OwnedFrame::Error("WRONGPASS x".into())).is_err());
+    }
+
+    #[test]
+    fn an_error_reply_is_classified_by_its_first_word() {
+        for (message, code) in [
+            ("BUSY Redis is busy running a script.", ErrorCode::Busy),
+            (
+                "LOADING Redis is loading the dataset in memory",
+                ErrorCode::Loading,
+            ),
+            ("NOAUTH Authentication required.", ErrorCode::NoAuth),
+            (
+                "WRONGPASS invalid username-password pair",
+                ErrorCode::WrongPass,
+            ),
+            ("NOPERM this user has no permissions", ErrorCode::NoPerm),
+            ("NOAUTH", ErrorCode::NoAuth),
+            // Another code that merely starts with the same letters is another code.
+            ("BUSYKEY Target key name already exists.", ErrorCode::Other),
+            ("ERR unknown command", ErrorCode::Other),
+            ("", ErrorCode::Other),
+        ] {
+            assert_eq!(ServerError::new(message.into()).code, code, "{message}");
+        }
+        let e = ReplyError::Redis(ServerError::new("LOADING wait".into()));
+        assert_eq!(e.to_string(), "error reply: LOADING wait");
     }
 }

@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub mod fake_sentinel;
+pub mod inproc;
 pub mod proxy;
 
 /// How long a freshly spawned process may take to answer PING; generous because the test

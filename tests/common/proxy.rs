@@ -204,6 +204,38 @@ impl Proxy {
         );
     }
 
+    /// Check rounds the proxy has run so far.
+    pub fn check_rounds(&self) -> u64 {
+        self.status()["check_rounds"].as_u64().unwrap_or(0)
+    }
+
+    /// Waits until `n` more check rounds have started: by then the proxy has acted on the
+    /// results of at least `n - 1` rounds checked after this call.
+    pub fn wait_rounds(&self, n: u64) {
+        let start = self.check_rounds();
+        wait_until(FOLLOW_TIMEOUT, &format!("{n} more check rounds"), || {
+            self.check_rounds() >= start + n
+        });
+    }
+
+    /// Asserts that the route stays on `backend` over the next `n` check rounds, looking after
+    /// each one.
+    pub fn stays_on(&self, backend: &str, n: u64) {
+        for _ in 0..n {
+            self.wait_rounds(1);
+            assert_eq!(
+                self.master().as_deref(),
+                Some(backend),
+                "the route left {backend}"
+            );
+        }
+    }
+
+    /// Client connections open now (sessions, and clients still waiting for a master).
+    pub fn client_connections(&self) -> u64 {
+        self.status()["client_connections"].as_u64().unwrap_or(0)
+    }
+
     /// Waits until the proxy has no route.
     pub fn wait_no_master(&self) {
         wait_until(FOLLOW_TIMEOUT, "proxy to withdraw the route", || {
