@@ -931,7 +931,8 @@ def parse_args(argv):
         a.out = str(REPO / "target" / "bench-compare-quick") if a.quick else str(REPO / "docs" / "benchmarks")
     a.candidates = [c.strip() for c in a.candidates.split(",") if c.strip()]
     bad = [c for c in a.candidates
-           if c not in ALL_CANDIDATES and not re.fullmatch(r"proxy(-(auto|copy|splice|mux))?-t\d+", c)]
+           if c not in ALL_CANDIDATES
+           and not re.fullmatch(r"proxy(-before)?(-(auto|copy|splice|mux))?(-t\d+)?", c)]
     if bad or not a.candidates:
         ap.error(f"unknown candidates {bad}; choose from {ALL_CANDIDATES}")
     if len(set(a.candidates)) != len(a.candidates):
