@@ -18,8 +18,12 @@ use crate::config::{Auth, HostPort};
 /// their source (shared, so a report can be cloned into `/status`).
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum CheckError {
-    #[error("cannot resolve {host}: {message}")]
-    Resolve { host: String, message: String },
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        host: String,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
     #[error("connection refused by {0}")]
     Refused(SocketAddr),
     /// The proxy itself is out of descriptors or memory: says nothing about the backend, so it
@@ -139,14 +143,19 @@ pub async fn resolve(backend: &HostPort) -> Result<SocketAddr, CheckError> {
     if let Ok(ip) = backend.host.parse::<std::net::IpAddr>() {
         return Ok(SocketAddr::new(ip, backend.port));
     }
-    let err = |message: String| CheckError::Resolve {
+    let err = |e: std::io::Error| CheckError::Resolve {
         host: backend.host.clone(),
-        message,
+        source: Arc::new(e),
     };
     let mut addrs = tokio::net::lookup_host((backend.host.as_str(), backend.port))
         .await
-        .map_err(|e| err(e.to_string()))?;
-    addrs.next().ok_or_else(|| err("no addresses".into()))
+        .map_err(err)?;
+    addrs.next().ok_or_else(|| {
+        err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no addresses",
+        ))
+    })
 }
 
 pub(crate) async fn read_frame(
