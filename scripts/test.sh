@@ -3,5 +3,5 @@
 # redis-sentinel processes on free loopback ports (installed first if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh --clients
 cargo test --locked "$@"
