@@ -410,13 +410,21 @@ fn a_master_that_requires_auth_pins_every_client() {
     assert_eq!(shared(&proxy), 0.0);
 }
 
-/// Commands in flight on a shared connection when the master dies: held by the master
-/// (`CLIENT PAUSE WRITE`, so they are written and unanswered, with no race on timing), then the
-/// master is killed. Each is answered with the proxy's error, never sent again: on the new
-/// master the key they incremented is untouched. Unpinned clients stay connected and their next
-/// commands run on the new master; a pinned client's session ends with the old master.
-#[test]
-fn commands_in_flight_when_the_master_dies_get_an_error_and_are_not_sent_again() {
+/// How the master holding commands in flight leaves the route.
+enum Leaves {
+    /// SIGKILL: the shared connection is lost.
+    Dies,
+    /// `REPLICAOF` the new master: the route drains at once (nothing useful can come back from
+    /// a replica), with the connection still open.
+    IsDemoted,
+}
+
+/// Commands in flight on a shared connection are held by the master (`CLIENT PAUSE WRITE`: they
+/// are written and stay unanswered, with no race on timing; its checks, `INFO`, still pass);
+/// then it leaves the route. Each is answered with the proxy's error and never sent again: on
+/// the new master the keys they incremented are untouched. Unpinned clients stay connected and
+/// their next commands run on the new master; a pinned client's session ends with the old one.
+fn in_flight_commands_get_an_error(leaves: Leaves) {
     let mut a = RedisNode::master();
     let b = RedisNode::replica_of(&a);
     let proxy = multiplex(&[a.addr(), b.addr()], "threads = 1");
@@ -433,8 +441,6 @@ fn commands_in_flight_when_the_master_dies_get_an_error_and_are_not_sent_again()
     b.wait_synced_with(&a, Duration::from_secs(10));
     assert_eq!(pinned(&proxy), 1.0);
 
-    // The master holds every write (its checks, INFO, still pass): what is sent now is written
-    // to the shared connections and stays unanswered.
     a.cmd_ok(&["CLIENT", "PAUSE", "60000", "WRITE"]);
     let written = shared(&proxy);
     for (i, c) in clients.iter_mut().enumerate() {
@@ -452,10 +458,17 @@ fn commands_in_flight_when_the_master_dies_get_an_error_and_are_not_sent_again()
         shared(&proxy) >= written + in_flight
     });
 
-    a.kill();
-    let lost = |r: &Result<Reply, String>| {
-        matches!(r, Ok(Reply::Error(e)) if e.contains("connection to the master was lost"))
-    };
+    match leaves {
+        Leaves::Dies => {
+            a.kill();
+            b.promote();
+        }
+        Leaves::IsDemoted => {
+            b.promote();
+            a.replicate_from(&b);
+        }
+    }
+    let lost = |r: &Result<Reply, String>| matches!(r, Ok(Reply::Error(e)) if e.contains("connection to the master was lost"));
     for (i, c) in clients.iter_mut().enumerate() {
         let r = c.read_reply();
         assert!(lost(&r), "client {i}: {r:?}");
@@ -469,7 +482,6 @@ fn commands_in_flight_when_the_master_dies_get_an_error_and_are_not_sent_again()
         Some(in_flight)
     );
 
-    b.promote();
     proxy.wait_master(&b.addr());
     // Same connections: the lost commands were not run again on B (INCR answers 1).
     for (i, c) in clients.iter_mut().enumerate() {
@@ -481,6 +493,16 @@ fn commands_in_flight_when_the_master_dies_get_an_error_and_are_not_sent_again()
     assert_eq!(b.get("before-p").as_deref(), Some("1"));
     // The pinned client's session ended with the master it was pinned to.
     let r = pinned_client.cmd(&["GET", "before-p"]);
-    assert!(r.is_err(), "a pinned session on the dead master: {r:?}");
+    assert!(r.is_err(), "a pinned session on the old master: {r:?}");
     assert_eq!(pinned(&proxy), 1.0, "no unpinned client was pinned");
+}
+
+#[test]
+fn commands_in_flight_when_the_master_dies_get_an_error_and_are_not_sent_again() {
+    in_flight_commands_get_an_error(Leaves::Dies);
+}
+
+#[test]
+fn commands_in_flight_when_the_master_is_demoted_get_an_error_and_are_not_sent_again() {
+    in_flight_commands_get_an_error(Leaves::IsDemoted);
 }
