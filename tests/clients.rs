@@ -171,7 +171,10 @@ fn ioredis_bullmq_patterns_get_their_own_replies_through_multiplex() {
         &["ioredis_mux.js"],
         &[
             (&["--lib", "ioredis5"], Expect::Shares(shares)),
-            (&["--lib", "ioredis", "--protocol", "2"], Expect::Shares(shares)),
+            (
+                &["--lib", "ioredis", "--protocol", "2"],
+                Expect::Shares(shares),
+            ),
             (&["--lib", "ioredis"], Expect::Pins),
         ],
         &[("NODE_PATH", &modules)],
