@@ -259,6 +259,15 @@ def pubsub(args):
         fail(f"pubsub messages: {got[:6]!r}..., want {want[:6]!r}...")
     sub.unsubscribe("py:news")
     sub.punsubscribe()
+    # Both confirmations, before publishing again from the other connection.
+    seen = []
+    deadline = time.monotonic() + 10
+    while len(seen) < 2 and time.monotonic() < deadline:
+        m = sub.get_message(timeout=1)
+        if m:
+            seen.append(m["type"])
+    if sorted(seen) != ["punsubscribe", "unsubscribe"]:
+        fail(f"unsubscribe confirmations: {seen!r}")
     if pub.publish("py:news", "late") != 0:
         fail("UNSUBSCRIBE did not reach the server")
     sub.close()
