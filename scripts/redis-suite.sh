@@ -294,8 +294,9 @@ run_suite() {
   if [ "$singledb" = 1 ]; then args+=(--singledb); fi
   limit=$([ "$quick" = 1 ] && echo 900 || echo 2400)
   # The test server's port is found below --baseport (21111 by default): a base of our own, so
-  # runs on one machine at the same time do not take each other's.
-  args+=(--baseport "$(python3 -c 'import random; print(random.randrange(22000, 40000, 64))')")
+  # runs on one machine at the same time do not take each other's (the suite's servers take
+  # ports from the base up, 8000 at most: below the kernel's ephemeral ports).
+  args+=(--baseport "$(python3 -c 'import random; print(random.randrange(21200, 24000, 64))')")
   before=$(clients_now "$bport")
   shared_before=$(shared_now)
   echo "== $name: ./runtest --host 127.0.0.1 --port $sport --tags \"$tags\"${units:+ --single ... ($(echo $units | wc -w) units)}${skipfile:+ --skipfile $skipfile}$([ "$singledb" = 1 ] && echo " --singledb")"
