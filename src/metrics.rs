@@ -71,6 +71,10 @@ pub const SENTINEL_DISAGREEMENTS: &str = "redis_master_proxy_sentinel_disagreeme
 pub const SENTINEL_EVENTS: &str = "redis_master_proxy_sentinel_events_total";
 /// Counter, commands written to shared backend connections in `mode = "multiplex"`.
 pub const MUX_COMMANDS: &str = "redis_master_proxy_multiplex_commands_total";
+/// Gauge, master connections `mode = "multiplex"` holds open for no one client now: the shared
+/// ones (at most 2 per data-path thread) and each thread's spare for its next pinned client.
+/// They stay open while idle, so the master's count of clients includes them.
+pub const MUX_POOLED: &str = "redis_master_proxy_multiplex_pooled_connections";
 /// Counter, multiplexed clients pinned to a backend connection of their own.
 pub const MUX_PINNED: &str = "redis_master_proxy_multiplex_pinned_total";
 /// Counter, multiplexed commands answered with the proxy's error instead of Redis's reply.

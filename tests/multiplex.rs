@@ -409,3 +409,100 @@ fn a_master_that_requires_auth_pins_every_client() {
     assert_eq!(ok(anon.cmd(&["GET", "k"])).as_str(), Some("v"));
     assert_eq!(shared(&proxy), 0.0);
 }
+
+/// How the master holding commands in flight leaves the route.
+enum Leaves {
+    /// SIGKILL: the shared connection is lost.
+    Dies,
+    /// `REPLICAOF` the new master: the route drains at once (nothing useful can come back from
+    /// a replica), with the connection still open.
+    IsDemoted,
+}
+
+/// Commands in flight on a shared connection are held by the master (`CLIENT PAUSE WRITE`: they
+/// are written and stay unanswered, with no race on timing; its checks, `INFO`, still pass);
+/// then it leaves the route. Each is answered with the proxy's error and never sent again: on
+/// the new master the keys they incremented are untouched. Unpinned clients stay connected and
+/// their next commands run on the new master; a pinned client's session ends with the old one.
+fn in_flight_commands_get_an_error(leaves: Leaves) {
+    let mut a = RedisNode::master();
+    let b = RedisNode::replica_of(&a);
+    let proxy = multiplex(&[a.addr(), b.addr()], "threads = 1");
+    proxy.wait_master(&a.addr());
+
+    let mut clients: Vec<Client> = (0..4).map(|_| proxy.client()).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert!(ok(c.cmd(&["SET", &format!("before-{i}"), "1"])).is_ok());
+    }
+    let mut piped = proxy.client();
+    assert!(ok(piped.cmd(&["SET", "before-p", "1"])).is_ok());
+    let mut pinned_client = proxy.client();
+    assert!(ok(pinned_client.cmd(&["CLIENT", "SETNAME", "p"])).is_ok());
+    b.wait_synced_with(&a, Duration::from_secs(10));
+    assert_eq!(pinned(&proxy), 1.0);
+
+    a.cmd_ok(&["CLIENT", "PAUSE", "60000", "WRITE"]);
+    let written = shared(&proxy);
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.send_raw(&encode_command(&["INCR", &format!("inflight-{i}")]))
+            .unwrap();
+    }
+    const PIPELINE: usize = 50;
+    let mut batch = Vec::new();
+    for _ in 0..PIPELINE {
+        batch.extend_from_slice(&encode_command(&["INCR", "inflight-p"]));
+    }
+    piped.send_raw(&batch).unwrap();
+    let in_flight = (clients.len() + PIPELINE) as f64;
+    wait_until(FOLLOW_TIMEOUT, "the commands to be written", || {
+        shared(&proxy) >= written + in_flight
+    });
+
+    match leaves {
+        Leaves::Dies => {
+            a.kill();
+            b.promote();
+        }
+        Leaves::IsDemoted => {
+            b.promote();
+            a.replicate_from(&b);
+        }
+    }
+    let lost = |r: &Result<Reply, String>| matches!(r, Ok(Reply::Error(e)) if e.contains("connection to the master was lost"));
+    for (i, c) in clients.iter_mut().enumerate() {
+        let r = c.read_reply();
+        assert!(lost(&r), "client {i}: {r:?}");
+    }
+    for j in 0..PIPELINE {
+        let r = piped.read_reply();
+        assert!(lost(&r), "pipelined command {j}: {r:?}");
+    }
+    assert_eq!(
+        proxy.metric("redis_master_proxy_multiplex_errors_total{reason=\"lost\"}"),
+        Some(in_flight)
+    );
+
+    proxy.wait_master(&b.addr());
+    // Same connections: the lost commands were not run again on B (INCR answers 1).
+    for (i, c) in clients.iter_mut().enumerate() {
+        let key = format!("inflight-{i}");
+        assert!(ok(c.cmd(&["GET", &key])).is_nil(), "client {i}");
+        assert_eq!(ok(c.cmd(&["INCR", &key])).as_int(), Some(1), "client {i}");
+    }
+    assert_eq!(ok(piped.cmd(&["INCR", "inflight-p"])).as_int(), Some(1));
+    assert_eq!(b.get("before-p").as_deref(), Some("1"));
+    // The pinned client's session ended with the master it was pinned to.
+    let r = pinned_client.cmd(&["GET", "before-p"]);
+    assert!(r.is_err(), "a pinned session on the old master: {r:?}");
+    assert_eq!(pinned(&proxy), 1.0, "no unpinned client was pinned");
+}
+
+#[test]
+fn commands_in_flight_when_the_master_dies_get_an_error_and_are_not_sent_again() {
+    in_flight_commands_get_an_error(Leaves::Dies);
+}
+
+#[test]
+fn commands_in_flight_when_the_master_is_demoted_get_an_error_and_are_not_sent_again() {
+    in_flight_commands_get_an_error(Leaves::IsDemoted);
+}

@@ -33,7 +33,7 @@ pub mod pool;
 pub mod reply;
 pub mod request;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::sync::Arc;
@@ -224,19 +224,30 @@ async fn write_some(
     }
 }
 
-/// Pins the client: its own backend connection (the probe's, or a new one), the bytes read
-/// from the pinning command on written first, then the 1:1 relay for the rest of the session.
+/// Pins the client: its own backend connection (the probe's, this thread's spare, or a new
+/// one), the bytes read from the pinning command on written first, then the 1:1 relay for the
+/// rest of the session.
 async fn pin(
     client: TcpStream,
     replay: BytesMut,
     mut own: Option<(Arc<Route>, TcpStream)>,
-    dp: &DataPath,
+    dp: &Arc<DataPath>,
     settings: &Settings,
     stop: CancellationToken,
 ) {
     metrics::counter!(m::MUX_PINNED).increment(1);
+    let mut spare = own.is_none();
     loop {
-        let (route, mut backend) = match own.take() {
+        let from_spare = spare;
+        let taken = match own.take() {
+            Some(c) => Some(c),
+            None if spare => {
+                spare = false;
+                take_spare(dp, settings)
+            }
+            None => None,
+        };
+        let (route, mut backend) = match taken {
             Some(c) => c,
             None => match listener::connect(dp, settings, &stop).await {
                 Some(c) => c,
@@ -250,11 +261,75 @@ async fn pin(
                 continue;
             }
             if backend.write_all(&replay).await.is_err() {
+                if from_spare {
+                    // A spare the master closed as it was taken: it read nothing.
+                    continue;
+                }
                 return;
             }
         }
         return listener::relay_session(client, &route, backend, settings).await;
     }
+}
+
+thread_local! {
+    /// A master connection this thread opened ahead of its next pin: (data path, route,
+    /// connection). With it, a pinning command is written to the master as soon as it is read,
+    /// as the 1:1 relay writes it, instead of after a connect during which commands another
+    /// client sends next would overtake it on a shared connection (a test that sends a
+    /// blocking command on one connection and then, without waiting, the write that wakes it
+    /// on another, relies on that order).
+    static SPARE: RefCell<Option<(usize, Arc<Route>, TcpStream)>> = const { RefCell::new(None) };
+    /// Whether a spare is being connected.
+    static REFILLING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// This thread's spare connection, when it is to the current route and still open; another is
+/// opened in the background for the next pin.
+fn take_spare(dp: &Arc<DataPath>, settings: &Settings) -> Option<(Arc<Route>, TcpStream)> {
+    let key = Arc::as_ptr(dp) as usize;
+    let current = dp.table.load();
+    let spare = SPARE.with(|s| s.borrow_mut().take());
+    if spare.is_some() {
+        metrics::gauge!(m::MUX_POOLED).decrement(1.0);
+    }
+    let usable = spare.filter(|(k, route, stream)| {
+        *k == key
+            && current.as_ref().is_some_and(|c| c.epoch == route.epoch)
+            && !route.is_drained()
+            && open(stream)
+    });
+    if let Some(route) = current {
+        refill(key, route, settings.connect_timeout);
+    }
+    usable.map(|(_, route, stream)| (route, stream))
+}
+
+/// Whether an idle connection is still open: nothing to read yet (the master never writes to
+/// a connection that sent nothing; end of file or bytes mean it cannot be used).
+fn open(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// Connects this thread's next spare to `route`, in the background.
+fn refill(key: usize, route: Arc<Route>, connect_timeout: std::time::Duration) {
+    if REFILLING.with(|r| r.replace(true)) {
+        return;
+    }
+    tokio::spawn(async move {
+        let connected = tokio::time::timeout(connect_timeout, TcpStream::connect(route.addr)).await;
+        REFILLING.with(|r| r.set(false));
+        let Ok(Ok(stream)) = connected else { return };
+        if route.is_drained() {
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let old = SPARE.with(|s| s.borrow_mut().replace((key, route, stream)));
+        if old.is_none() {
+            metrics::gauge!(m::MUX_POOLED).increment(1.0);
+        }
+    });
 }
 
 /// Whether this client's commands may share connections.

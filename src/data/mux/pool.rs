@@ -186,6 +186,7 @@ async fn run(dp: Arc<DataPath>, mut rx: mpsc::UnboundedReceiver<Batch>, stop: Ca
         };
         refused = None;
         let _ = stream.set_nodelay(true);
+        metrics::gauge!(m::MUX_POOLED).increment(1.0);
         let mut conn = Conn {
             stream,
             route: &route,
@@ -198,6 +199,8 @@ async fn run(dp: Arc<DataPath>, mut rx: mpsc::UnboundedReceiver<Batch>, stop: Ca
             .await;
         let answered = conn.answered;
         conn.fail_in_flight(&mut queue);
+        drop(conn);
+        metrics::gauge!(m::MUX_POOLED).decrement(1.0);
         match end {
             ConnEnd::Drained | ConnEnd::Idle => backoff = BACKOFF_MIN,
             ConnEnd::Lost => {
