@@ -384,7 +384,10 @@ READS_MONITOR='^\s*\$\w+\s+monitor\s*$'
 # Tests whose body reads the replication stream, or subscribes to every channel (`psubscribe
 # $rd *`) and waits for one message: with sentinels, their hello messages (published to the
 # master every 2 s) arrive there too.
-READS_SENTINEL_HELLOS='attach_to_replication_stream|psubscribe \$\w+ \*\]'
+# So do tests that log every command to the slow log (`slowlog-log-slower-than 0`) and read it
+# back, or pause writes (`CLIENT PAUSE … WRITE`) and count the clients it blocks (a hello's
+# PUBLISH is one more).
+READS_SENTINEL_HELLOS='attach_to_replication_stream|psubscribe \$\w+ \*\]|client pause \d+ write|slowlog-log-slower-than 0'
 
 runs=()
 for config in $configs; do
