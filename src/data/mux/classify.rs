@@ -15,6 +15,12 @@
 //! hold every client behind its shared connection, so they keep their own. [`STATELESS`] lists
 //! the few commands the rule would pin that carry no connection state, each with the reason;
 //! [`NEWER_STATELESS`] the same for commands newer than the table.
+//!
+//! # `HELLO`
+//! Shared connections come in both protocols, so a `HELLO` that only picks one shares
+//! ([`Class::Hello`]): `HELLO`, `HELLO 2` and `HELLO 3`, spelled exactly so. Any other `HELLO`
+//! pins: with `AUTH` or `SETNAME` (a user or a name is connection state), or with a version Redis
+//! refuses (it answers `-NOPROTO` on the client's own connection, as directly).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -76,6 +82,23 @@ pub const NEWER_STATELESS: &[(&str, &str)] = &[(
      the shared connections anyway); redis-py sends it on every connection it opens",
 )];
 
+/// The protocol a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Resp2,
+    Resp3,
+}
+
+impl Protocol {
+    /// The label of metrics about connections in this protocol.
+    pub fn label(self) -> &'static str {
+        match self {
+            Protocol::Resp2 => "2",
+            Protocol::Resp3 => "3",
+        }
+    }
+}
+
 /// What a command needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {
@@ -83,6 +106,9 @@ pub enum Class {
     Share,
     /// Pins its client to a connection of its own from here on.
     Pin,
+    /// `HELLO` with no option but a protocol: shares, on connections of that protocol from here
+    /// on (`None`: `HELLO` alone, which keeps the client's).
+    Hello(Option<Protocol>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,6 +173,14 @@ fn lookup(name: &[u8]) -> Option<Entry> {
 
 /// The class of a command with `argc` words, named `name`, first argument `arg1`.
 pub fn classify(name: &[u8], argc: usize, arg1: Option<&[u8]>) -> Class {
+    if name.eq_ignore_ascii_case(b"hello") {
+        return match (argc, arg1) {
+            (1, _) => Class::Hello(None),
+            (2, Some(b"2")) => Class::Hello(Some(Protocol::Resp2)),
+            (2, Some(b"3")) => Class::Hello(Some(Protocol::Resp3)),
+            _ => Class::Pin,
+        };
+    }
     match lookup(name) {
         Some(Entry::Share) => Class::Share,
         Some(Entry::SelectZero) if argc == 2 && arg1 == Some(b"0") => Class::Share,
@@ -219,8 +253,12 @@ mod tests {
             "SELECT 0 x",
             "SELECT 00",
             "AUTH p",
-            "HELLO 3",
-            "HELLO",
+            "HELLO 3 AUTH u p",
+            "HELLO 3 SETNAME x",
+            "HELLO 2 AUTH u p",
+            "HELLO 4",
+            "HELLO 03",
+            "HELLO three",
             "EVAL s 0",
             "EVALSHA h 0",
             "FCALL f 0",
@@ -274,6 +312,13 @@ mod tests {
         ] {
             assert_eq!(class(c), Class::Share, "{c}");
         }
+    }
+
+    #[test]
+    fn hello_with_a_protocol_only_shares() {
+        assert_eq!(class("HELLO"), Class::Hello(None));
+        assert_eq!(class("hello 2"), Class::Hello(Some(Protocol::Resp2)));
+        assert_eq!(class("HeLLo 3"), Class::Hello(Some(Protocol::Resp3)));
     }
 
     #[test]
