@@ -347,6 +347,19 @@ fn resp3_clients_share_and_get_resp3_replies_beside_resp2_clients() {
     );
     assert!(matches!(mixed.read(), Frame3::Array { data, .. } if data.len() == 4));
     assert_eq!(mixed.read().as_str(), Some("1"));
+    // What redis-py 8 sends after `HELLO 3`: a master that does not know it (7.0) answers an
+    // error and changes nothing, so it shares.
+    let r = r3.cmd(&[
+        "CLIENT",
+        "MAINT_NOTIFICATIONS",
+        "ON",
+        "moving-endpoint-type",
+        "internal-ip",
+    ]);
+    assert!(
+        matches!(&r, Frame3::SimpleError { data, .. } if data.contains("unknown subcommand")),
+        "{r:?}"
+    );
     assert_eq!(pinned(&proxy), 0.0);
 
     // A RESP3 client that pins: its own connection speaks RESP3 too.

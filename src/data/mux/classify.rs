@@ -99,6 +99,16 @@ impl Protocol {
     }
 }
 
+/// A command newer than most masters, which sets connection state where the master knows it,
+/// and why it may share where it does not: a master that does not know it answers an error and
+/// changes nothing. Whether the master knows it is asked once per route and thread
+/// (`COMMAND INFO`, with the probe of [`super`]).
+pub const IF_UNKNOWN: (&str, &str) = (
+    "client|maint_notifications",
+    "redis-py 8 sends it on every RESP3 connection it opens (and ignores the error); where \
+     the master knows it, it turns on push messages for the connection, so it pins",
+);
+
 /// What a command needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {
@@ -109,6 +119,8 @@ pub enum Class {
     /// `HELLO` with no option but a protocol: shares, on connections of that protocol from here
     /// on (`None`: `HELLO` alone, which keeps the client's).
     Hello(Option<Protocol>),
+    /// [`IF_UNKNOWN`]: shares when the master does not know it, pins when it does.
+    IfUnknown,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +131,8 @@ enum Entry {
     Container,
     /// `SELECT`: shares with the argument `0` only.
     SelectZero,
+    /// [`IF_UNKNOWN`].
+    IfUnknown,
 }
 
 fn pins(flags: &[&str], categories: &[&str]) -> bool {
@@ -153,6 +167,7 @@ static TABLE: LazyLock<HashMap<&'static str, Entry>> = LazyLock::new(|| {
     for &(name, _) in NEWER_STATELESS {
         t.entry(name).or_insert(Entry::Share);
     }
+    t.insert(IF_UNKNOWN.0, Entry::IfUnknown);
     t
 });
 
@@ -194,6 +209,7 @@ pub fn classify(name: &[u8], argc: usize, arg1: Option<&[u8]>) -> Class {
             full[name.len() + 1..name.len() + 1 + sub.len()].copy_from_slice(sub);
             match lookup(&full[..name.len() + 1 + sub.len()]) {
                 Some(Entry::Share) => Class::Share,
+                Some(Entry::IfUnknown) => Class::IfUnknown,
                 _ => Class::Pin,
             }
         }
@@ -319,6 +335,10 @@ mod tests {
         assert_eq!(class("HELLO"), Class::Hello(None));
         assert_eq!(class("hello 2"), Class::Hello(Some(Protocol::Resp2)));
         assert_eq!(class("HeLLo 3"), Class::Hello(Some(Protocol::Resp3)));
+        assert_eq!(
+            class("CLIENT MAINT_NOTIFICATIONS ON moving-endpoint-type internal-ip"),
+            Class::IfUnknown
+        );
     }
 
     #[test]

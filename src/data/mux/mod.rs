@@ -90,6 +90,8 @@ pub(crate) async fn serve(
     let mut slots: [Option<mpsc::UnboundedSender<Batch>>; 2] = [None, None];
     // Whether the master was asked if shared connections may serve this client.
     let mut probed = false;
+    // Whether the master knows `classify::IF_UNKNOWN` (asked with the probe).
+    let mut master_knows = false;
     // A `HELLO` that changes the client's protocol was framed: reading waits until the replies
     // to its commands before it are delivered (they run on the other protocol's connection).
     let mut switching = false;
@@ -159,6 +161,21 @@ pub(crate) async fn serve(
             }
         }
         switching = false;
+        if !probed {
+            match probe(dp, settings, &stop).await {
+                Probe::Share(knows) => {
+                    probed = true;
+                    master_knows = knows;
+                }
+                Probe::Pin(conn) => {
+                    // Nothing was sent: the whole buffer goes to the client's own connection.
+                    own = conn;
+                    stopped = Some(Stop::Pin);
+                    continue;
+                }
+                Probe::Gone => return,
+            }
+        }
         // Frame what arrived: commands that share go out as one batch; the first that pins
         // stops reading, and so does a `HELLO` that changes protocol after commands in the
         // other one.
@@ -171,6 +188,7 @@ pub(crate) async fn serve(
                     let arg1 = c.arg1.clone().map(|r| &cmd[r]);
                     match classify(&cmd[c.name.clone()], c.argc, arg1) {
                         Class::Share | Class::Hello(None) => {}
+                        Class::IfUnknown if !master_knows => {}
                         Class::Hello(Some(p)) if p == protocol => {}
                         Class::Hello(Some(p)) => {
                             if count > 0 || answered != sent {
@@ -180,7 +198,7 @@ pub(crate) async fn serve(
                             // It goes to a connection that speaks `p`, and answers in `p`.
                             protocol = p;
                         }
-                        Class::Pin => {
+                        Class::Pin | Class::IfUnknown => {
                             stopped = Some(Stop::Pin);
                             break;
                         }
@@ -201,21 +219,6 @@ pub(crate) async fn serve(
             // `HELLO` that waits: nothing to send.
             let _ = inbuf.split_to(len);
             continue;
-        }
-        if !probed {
-            match probe(dp, settings, &stop).await {
-                Probe::Share => probed = true,
-                Probe::Pin(conn) => {
-                    // Nothing was sent: the whole buffer goes to the client's own connection,
-                    // which speaks RESP2 until the client's own `HELLO` in it.
-                    own = conn;
-                    protocol = Protocol::Resp2;
-                    switching = false;
-                    stopped = Some(Stop::Pin);
-                    continue;
-                }
-                Probe::Gone => return,
-            }
         }
         let target = slots[protocol as usize]
             .get_or_insert_with(|| pool::slot(dp, protocol, &stop))
@@ -388,7 +391,8 @@ fn refill(key: usize, route: Arc<Route>, connect_timeout: std::time::Duration) {
 
 /// Whether this client's commands may share connections.
 enum Probe {
-    Share,
+    /// Share; whether the master knows [`classify::IF_UNKNOWN`].
+    Share(bool),
     /// Pin, on this connection when the probe opened one that is clean to reuse.
     Pin(Option<(Arc<Route>, TcpStream)>),
     /// No master within `wait_for_master`: close, as a 1:1 session would.
@@ -396,21 +400,26 @@ enum Probe {
 }
 
 thread_local! {
-    /// The last probe's answer on this thread: (data path, route epoch, shareable).
-    static PROBED: Cell<Option<(usize, u64, bool)>> = const { Cell::new(None) };
+    /// The last probe's answer on this thread: (data path, route epoch, shareable, whether
+    /// the master knows [`classify::IF_UNKNOWN`]).
+    static PROBED: Cell<Option<(usize, u64, bool, bool)>> = const { Cell::new(None) };
 }
 
-/// `PING` as a client library sends it.
-const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+/// `PING` as a client library sends it, then `COMMAND INFO` of [`classify::IF_UNKNOWN`].
+const PROBE: &[u8] = b"*1\r\n$4\r\nPING\r\n*3\r\n$7\r\nCOMMAND\r\n$4\r\nINFO\r\n$26\r\nclient|maint_notifications\r\n";
+/// `COMMAND INFO`'s answer for a command the master does not know (RESP2).
+const UNKNOWN_COMMAND: &[&[u8]] = &[b"*1\r\n$-1\r\n", b"*1\r\n*-1\r\n"];
 
 /// Asks the current master, once per route and thread, whether an unauthenticated connection
-/// may run commands (see the module doc).
+/// may run commands (see the module doc), and whether it knows [`classify::IF_UNKNOWN`].
 async fn probe(dp: &Arc<DataPath>, settings: &Settings, stop: &CancellationToken) -> Probe {
     let key = Arc::as_ptr(dp) as usize;
     if let Some(route) = dp.table.load() {
         match PROBED.with(Cell::get) {
-            Some((k, e, true)) if k == key && e == route.epoch => return Probe::Share,
-            Some((k, e, false)) if k == key && e == route.epoch => return Probe::Pin(None),
+            Some((k, e, true, knows)) if k == key && e == route.epoch => {
+                return Probe::Share(knows)
+            }
+            Some((k, e, false, _)) if k == key && e == route.epoch => return Probe::Pin(None),
             _ => {}
         }
     }
@@ -418,30 +427,41 @@ async fn probe(dp: &Arc<DataPath>, settings: &Settings, stop: &CancellationToken
         return Probe::Gone;
     };
     let answer = tokio::time::timeout(settings.connect_timeout, async {
-        let unexpected = |k: std::io::ErrorKind| -> std::io::Result<BytesMut> { Err(k.into()) };
-        backend.write_all(PING).await?;
-        let mut buf = BytesMut::with_capacity(256);
+        let unexpected =
+            |k: std::io::ErrorKind| -> std::io::Result<(BytesMut, usize)> { Err(k.into()) };
+        backend.write_all(PROBE).await?;
+        let mut buf = BytesMut::with_capacity(1024);
         let mut scanner = reply::Scanner::default();
+        // Where the first reply ends, once it is complete.
+        let mut first = None;
         loop {
+            if buf.len() > 64 * 1024 {
+                return unexpected(std::io::ErrorKind::InvalidData);
+            }
             if backend.read_buf(&mut buf).await? == 0 {
                 return unexpected(std::io::ErrorKind::UnexpectedEof);
             }
-            match scanner.scan(&buf) {
-                reply::Scan::Complete(n) if n == buf.len() => return Ok(buf),
-                reply::Scan::Incomplete => {}
-                _ => return unexpected(std::io::ErrorKind::InvalidData),
+            loop {
+                let from = first.unwrap_or(0);
+                match scanner.scan(&buf[from..]) {
+                    reply::Scan::Complete(n) if first.is_none() => first = Some(n),
+                    reply::Scan::Complete(n) if from + n == buf.len() => return Ok((buf, from)),
+                    reply::Scan::Incomplete => break,
+                    _ => return unexpected(std::io::ErrorKind::InvalidData),
+                }
             }
         }
     })
     .await;
     match answer {
-        Ok(Ok(reply)) if &reply[..] == b"+PONG\r\n" => {
-            PROBED.with(|p| p.set(Some((key, route.epoch, true))));
-            Probe::Share
+        Ok(Ok((reply, first))) if &reply[..first] == b"+PONG\r\n" => {
+            let knows = !UNKNOWN_COMMAND.contains(&&reply[first..]);
+            PROBED.with(|p| p.set(Some((key, route.epoch, true, knows))));
+            Probe::Share(knows)
         }
-        Ok(Ok(reply)) => {
+        Ok(Ok((reply, _))) => {
             if reply.starts_with(b"-NOAUTH") {
-                PROBED.with(|p| p.set(Some((key, route.epoch, false))));
+                PROBED.with(|p| p.set(Some((key, route.epoch, false, false))));
             }
             Probe::Pin(Some((route, backend)))
         }
