@@ -71,6 +71,10 @@ pub const SENTINEL_DISAGREEMENTS: &str = "redis_master_proxy_sentinel_disagreeme
 pub const SENTINEL_EVENTS: &str = "redis_master_proxy_sentinel_events_total";
 /// Counter, commands written to shared backend connections in `mode = "multiplex"`.
 pub const MUX_COMMANDS: &str = "redis_master_proxy_multiplex_commands_total";
+/// Counter, of those, commands written to shared connections that speak RESP3 (the clients
+/// that sent `HELLO 3`). A series of its own rather than a label, so `MUX_COMMANDS` keeps its
+/// one series for the dashboards and scripts that read it.
+pub const MUX_RESP3_COMMANDS: &str = "redis_master_proxy_multiplex_resp3_commands_total";
 /// Gauge, master connections `mode = "multiplex"` holds open for no one client now: the shared
 /// ones (at most 2 per data-path thread) and each thread's spare for its next pinned client.
 /// They stay open while idle, so the master's count of clients includes them.

@@ -35,6 +35,12 @@ fn shared(proxy: &Proxy) -> f64 {
         .unwrap_or(0.0)
 }
 
+fn resp3_shared(proxy: &Proxy) -> f64 {
+    proxy
+        .metric("redis_master_proxy_multiplex_resp3_commands_total")
+        .unwrap_or(0.0)
+}
+
 /// Connections the master has open from its normal clients (checks and shared connections).
 fn master_clients(master: &RedisNode) -> usize {
     master
@@ -183,39 +189,201 @@ fn connection_state_pins_and_works() {
     assert_eq!(pinned(&proxy), 5.0, "the plain client stayed unpinned");
 }
 
-/// RESP3 (`HELLO 3`) pins: the client's connection speaks RESP3 from then on.
-#[test]
-fn hello_3_pins_and_speaks_resp3() {
-    let master = RedisNode::master();
-    let proxy = multiplex(&[master.addr()], "");
-    proxy.wait_master(&master.addr());
-    let mut c = proxy.client();
-    assert!(ok(c.cmd(&["SET", "k", "v"])).is_ok());
-    c.send_raw(&encode_command(&["HELLO", "3"])).unwrap();
-    // The test client reads RESP2 only: a RESP3 map is refused by it, which is the point.
-    let hello = c.read_reply();
-    assert!(
-        matches!(&hello, Err(e) if e.contains("'%'")),
-        "a RESP3 map: {hello:?}"
-    );
-    // Raw bytes: HELLO's map, then GET's RESP3 null.
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(&proxy.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut req = encode_command(&["HELLO", "3"]);
-    req.extend_from_slice(&encode_command(&["GET", "missing"]));
-    stream.write_all(&req).unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !got.ends_with(b"_\r\n") {
-        let n = stream.read(&mut buf).expect("reply bytes");
-        assert!(n > 0, "closed; got {:?}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
+/// A raw connection that reads RESP3 (the test client reads RESP2 only).
+struct Resp3Conn {
+    stream: std::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Resp3Conn {
+    fn connect(addr: &str) -> Resp3Conn {
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Resp3Conn {
+            stream,
+            buf: Vec::new(),
+        }
     }
-    assert!(got.starts_with(b"%"), "{:?}", String::from_utf8_lossy(&got));
-    assert_eq!(pinned(&proxy), 2.0);
+
+    fn send(&mut self, cmds: &[&[&str]]) {
+        use std::io::Write;
+        let mut req = Vec::new();
+        for c in cmds {
+            req.extend_from_slice(&encode_command(c));
+        }
+        self.stream.write_all(&req).unwrap();
+    }
+
+    fn read(&mut self) -> Frame3 {
+        use std::io::Read;
+        loop {
+            if let Some((frame, n)) = decode3(&self.buf).expect("a RESP3 reply") {
+                self.buf.drain(..n);
+                return frame;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).expect("reply bytes");
+            assert!(
+                n > 0,
+                "closed; got {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn cmd(&mut self, args: &[&str]) -> Frame3 {
+        self.send(&[args]);
+        self.read()
+    }
+}
+
+use redis_protocol::resp3::decode::complete::decode as decode3;
+use redis_protocol::resp3::types::{OwnedFrame as Frame3, Resp3Frame};
+
+/// A map's value for `key`, as text.
+fn field(map: &Frame3, key: &str) -> Option<String> {
+    let Frame3::Map { data, .. } = map else {
+        return None;
+    };
+    data.iter()
+        .find(|(k, _)| k.as_str() == Some(key))
+        .and_then(|(_, v)| v.to_string())
+}
+
+/// `HGETALL h` as a RESP3 map `{a: 1, b: 2}`.
+fn is_hgetall_map(f: &Frame3) -> bool {
+    matches!(f, Frame3::Map { data, .. } if data.len() == 2)
+        && field(f, "a").as_deref() == Some("1")
+}
+
+/// Clients that switch to RESP3 (`HELLO 3`) share the thread's RESP3 connections, beside RESP2
+/// clients on the RESP2 ones: each gets every reply in its own protocol (`HGETALL` a map for
+/// one, a flat array for the other, at the same time), a pipeline that switches protocol in
+/// its middle gets each reply in the protocol in force when its command was sent, and a RESP3
+/// client pinned later keeps RESP3 on its own connection.
+#[test]
+fn resp3_clients_share_and_get_resp3_replies_beside_resp2_clients() {
+    let master = RedisNode::master();
+    let proxy = multiplex(&[master.addr()], "threads = 1");
+    proxy.wait_master(&master.addr());
+    master.cmd_ok(&["HSET", "h", "a", "1", "b", "2"]);
+
+    let mut r2 = proxy.client();
+    let mut r3 = Resp3Conn::connect(&proxy.addr);
+    let hello = r3.cmd(&["HELLO", "3"]);
+    assert_eq!(field(&hello, "proto").as_deref(), Some("3"), "{hello:?}");
+    assert_eq!(field(&hello, "server").as_deref(), Some("redis"));
+    assert!(field(&hello, "id").is_some() && field(&hello, "role").is_some());
+    let before = resp3_shared(&proxy);
+
+    // Both at once, many rounds: each reply in its client's protocol.
+    let addr = proxy.addr.clone();
+    let resp3 = thread::spawn(move || {
+        let mut c = Resp3Conn::connect(&addr);
+        c.send(&[&["HELLO", "3"]]);
+        assert_eq!(field(&c.read(), "proto").as_deref(), Some("3"));
+        for round in 0..50 {
+            let v = round.to_string();
+            c.send(&[
+                &["HGETALL", "h"],
+                &["SET", "r3", &v],
+                &["GET", "r3"],
+                &["GET", "missing"],
+                &["EXISTS", "r3"],
+            ]);
+            let got = c.read();
+            assert!(is_hgetall_map(&got), "{got:?}");
+            assert_eq!(c.read().as_str(), Some("OK"));
+            assert_eq!(c.read().as_str(), Some(v.as_str()));
+            assert!(matches!(c.read(), Frame3::Null));
+            assert!(matches!(c.read(), Frame3::Number { data: 1, .. }));
+        }
+    });
+    for _ in 0..50 {
+        let mut batch = encode_command(&["HGETALL", "h"]);
+        batch.extend_from_slice(&encode_command(&["GET", "missing"]));
+        r2.send_raw(&batch).unwrap();
+        let flat = ok(r2.read_reply());
+        assert_eq!(flat.as_array().map(|a| a.len()), Some(4), "{flat:?}");
+        assert!(ok(r2.read_reply()).is_nil());
+        let got = r3.cmd(&["HGETALL", "h"]);
+        assert!(is_hgetall_map(&got), "{got:?}");
+    }
+    resp3.join().unwrap();
+    assert!(resp3_shared(&proxy) >= before + 50.0 * 6.0);
+
+    // One pipeline that switches in its middle, after commands still in flight, and back.
+    let mut mixed = Resp3Conn::connect(&proxy.addr);
+    mixed.send(&[
+        &["SET", "m", "1"],
+        &["HGETALL", "h"],
+        &["HELLO", "3"],
+        &["HGETALL", "h"],
+        &["HELLO"],
+        &["HELLO", "2"],
+        &["HGETALL", "h"],
+        &["GET", "m"],
+    ]);
+    assert_eq!(mixed.read().as_str(), Some("OK"));
+    assert!(matches!(mixed.read(), Frame3::Array { data, .. } if data.len() == 4));
+    assert_eq!(field(&mixed.read(), "proto").as_deref(), Some("3"));
+    assert!(is_hgetall_map(&mixed.read()));
+    assert_eq!(field(&mixed.read(), "proto").as_deref(), Some("3"));
+    // `HELLO 2`'s reply is RESP2: a flat array of names and values.
+    let hello2 = mixed.read();
+    let Frame3::Array { data, .. } = &hello2 else {
+        panic!("{hello2:?}")
+    };
+    let proto = data
+        .iter()
+        .position(|f| f.as_str() == Some("proto"))
+        .map(|i| &data[i + 1]);
+    assert!(
+        matches!(proto, Some(Frame3::Number { data: 2, .. })),
+        "{hello2:?}"
+    );
+    assert!(matches!(mixed.read(), Frame3::Array { data, .. } if data.len() == 4));
+    assert_eq!(mixed.read().as_str(), Some("1"));
+    // What redis-py 8 sends after `HELLO 3`: a master that does not know it (7.0) answers an
+    // error and changes nothing, so it shares.
+    let r = r3.cmd(&[
+        "CLIENT",
+        "MAINT_NOTIFICATIONS",
+        "ON",
+        "moving-endpoint-type",
+        "internal-ip",
+    ]);
+    assert!(
+        matches!(&r, Frame3::SimpleError { data, .. } if data.contains("unknown subcommand")),
+        "{r:?}"
+    );
+    assert_eq!(pinned(&proxy), 0.0);
+
+    // A RESP3 client that pins: its own connection speaks RESP3 too.
+    assert!(matches!(
+        r3.cmd(&["CLIENT", "SETNAME", "r3"]),
+        Frame3::SimpleString { .. }
+    ));
+    assert_eq!(pinned(&proxy), 1.0);
+    assert_eq!(field(&r3.cmd(&["HELLO"]), "proto").as_deref(), Some("3"));
+    assert!(is_hgetall_map(&r3.cmd(&["HGETALL", "h"])));
+    assert_eq!(r3.cmd(&["CLIENT", "GETNAME"]).as_str(), Some("r3"));
+
+    // HELLO with options pins, and answers as directly.
+    let mut named = Resp3Conn::connect(&proxy.addr);
+    let hello = named.cmd(&["HELLO", "3", "SETNAME", "n3"]);
+    assert_eq!(field(&hello, "proto").as_deref(), Some("3"));
+    assert_eq!(named.cmd(&["CLIENT", "GETNAME"]).as_str(), Some("n3"));
+    let mut bad = Resp3Conn::connect(&proxy.addr);
+    let r = bad.cmd(&["HELLO", "4"]);
+    assert!(
+        matches!(&r, Frame3::SimpleError { data, .. } if data.starts_with("NOPROTO")),
+        "{r:?}"
+    );
+    assert_eq!(pinned(&proxy), 3.0);
 }
 
 /// Inline commands (with an empty line, which Redis does not answer), a request sent in two

@@ -15,6 +15,12 @@
 //! hold every client behind its shared connection, so they keep their own. [`STATELESS`] lists
 //! the few commands the rule would pin that carry no connection state, each with the reason;
 //! [`NEWER_STATELESS`] the same for commands newer than the table.
+//!
+//! # `HELLO`
+//! Shared connections come in both protocols, so a `HELLO` that only picks one shares
+//! ([`Class::Hello`]): `HELLO`, `HELLO 2` and `HELLO 3`, spelled exactly so. Any other `HELLO`
+//! pins: with `AUTH` or `SETNAME` (a user or a name is connection state), or with a version Redis
+//! refuses (it answers `-NOPROTO` on the client's own connection, as directly).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -76,6 +82,33 @@ pub const NEWER_STATELESS: &[(&str, &str)] = &[(
      the shared connections anyway); redis-py sends it on every connection it opens",
 )];
 
+/// The protocol a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Resp2,
+    Resp3,
+}
+
+impl Protocol {
+    /// The label of metrics about connections in this protocol.
+    pub fn label(self) -> &'static str {
+        match self {
+            Protocol::Resp2 => "2",
+            Protocol::Resp3 => "3",
+        }
+    }
+}
+
+/// A command newer than most masters, which sets connection state where the master knows it,
+/// and why it may share where it does not: a master that does not know it answers an error and
+/// changes nothing. Whether the master knows it is asked once per route and thread
+/// (`COMMAND INFO`, with the probe of [`super`]).
+pub const IF_UNKNOWN: (&str, &str) = (
+    "client|maint_notifications",
+    "redis-py 8 sends it on every RESP3 connection it opens (and ignores the error); where \
+     the master knows it, it turns on push messages for the connection, so it pins",
+);
+
 /// What a command needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {
@@ -83,6 +116,11 @@ pub enum Class {
     Share,
     /// Pins its client to a connection of its own from here on.
     Pin,
+    /// `HELLO` with no option but a protocol: shares, on connections of that protocol from here
+    /// on (`None`: `HELLO` alone, which keeps the client's).
+    Hello(Option<Protocol>),
+    /// [`IF_UNKNOWN`]: shares when the master does not know it, pins when it does.
+    IfUnknown,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +131,8 @@ enum Entry {
     Container,
     /// `SELECT`: shares with the argument `0` only.
     SelectZero,
+    /// [`IF_UNKNOWN`].
+    IfUnknown,
 }
 
 fn pins(flags: &[&str], categories: &[&str]) -> bool {
@@ -127,6 +167,7 @@ static TABLE: LazyLock<HashMap<&'static str, Entry>> = LazyLock::new(|| {
     for &(name, _) in NEWER_STATELESS {
         t.entry(name).or_insert(Entry::Share);
     }
+    t.insert(IF_UNKNOWN.0, Entry::IfUnknown);
     t
 });
 
@@ -147,6 +188,14 @@ fn lookup(name: &[u8]) -> Option<Entry> {
 
 /// The class of a command with `argc` words, named `name`, first argument `arg1`.
 pub fn classify(name: &[u8], argc: usize, arg1: Option<&[u8]>) -> Class {
+    if name.eq_ignore_ascii_case(b"hello") {
+        return match (argc, arg1) {
+            (1, _) => Class::Hello(None),
+            (2, Some(b"2")) => Class::Hello(Some(Protocol::Resp2)),
+            (2, Some(b"3")) => Class::Hello(Some(Protocol::Resp3)),
+            _ => Class::Pin,
+        };
+    }
     match lookup(name) {
         Some(Entry::Share) => Class::Share,
         Some(Entry::SelectZero) if argc == 2 && arg1 == Some(b"0") => Class::Share,
@@ -160,6 +209,7 @@ pub fn classify(name: &[u8], argc: usize, arg1: Option<&[u8]>) -> Class {
             full[name.len() + 1..name.len() + 1 + sub.len()].copy_from_slice(sub);
             match lookup(&full[..name.len() + 1 + sub.len()]) {
                 Some(Entry::Share) => Class::Share,
+                Some(Entry::IfUnknown) => Class::IfUnknown,
                 _ => Class::Pin,
             }
         }
@@ -219,8 +269,12 @@ mod tests {
             "SELECT 0 x",
             "SELECT 00",
             "AUTH p",
-            "HELLO 3",
-            "HELLO",
+            "HELLO 3 AUTH u p",
+            "HELLO 3 SETNAME x",
+            "HELLO 2 AUTH u p",
+            "HELLO 4",
+            "HELLO 03",
+            "HELLO three",
             "EVAL s 0",
             "EVALSHA h 0",
             "FCALL f 0",
@@ -274,6 +328,17 @@ mod tests {
         ] {
             assert_eq!(class(c), Class::Share, "{c}");
         }
+    }
+
+    #[test]
+    fn hello_with_a_protocol_only_shares() {
+        assert_eq!(class("HELLO"), Class::Hello(None));
+        assert_eq!(class("hello 2"), Class::Hello(Some(Protocol::Resp2)));
+        assert_eq!(class("HeLLo 3"), Class::Hello(Some(Protocol::Resp3)));
+        assert_eq!(
+            class("CLIENT MAINT_NOTIFICATIONS ON moving-endpoint-type internal-ip"),
+            Class::IfUnknown
+        );
     }
 
     #[test]

@@ -10,13 +10,22 @@
 //!
 //! # Pinning
 //! The first command that pins (a transaction, a blocking command, a subscription, `CLIENT`,
-//! `SELECT` to another database, `AUTH`, `HELLO`, a script, an unknown command, a request the
+//! `SELECT` to another database, `AUTH`, `HELLO` with options, a script, an unknown command, a request the
 //! parser does not frame exactly as Redis would, …) ends multiplexing for that client: once the
 //! replies of the commands it already sent are delivered, the session connects a backend
 //! connection of its own, writes the bytes it has read from that command on, and relays 1:1
 //! ([`crate::data::relay`]) for the rest of the session. Pinning lasts: the state such commands set
 //! (a database, a name, a subscription, a user) is Redis's, and only the connection that set it
 //! holds it; following it back to neutral would mean mirroring Redis's rules for it.
+//!
+//! # Protocols
+//! A client starts in RESP2. `HELLO 3` (no options) moves it to this thread's RESP3 shared
+//! connections, `HELLO 2` back to the RESP2 ones; the `HELLO` itself is answered by the
+//! connection it moves to, so its reply is in the protocol the client asked for, and so is every
+//! reply after it. Commands sent before it may still be in flight on the other protocol's
+//! connection: the session stops reading at the `HELLO` until they are answered, so the
+//! client's commands still run, and are answered, in its order. A client pinned after `HELLO 3`
+//! gets its own connection switched to RESP3 before its pinning command is written.
 //!
 //! When the master requires `AUTH` (a `PING` on a fresh connection answers `-NOAUTH`, asked once
 //! per route and thread), every client is pinned from its first command: shared connections are
@@ -47,7 +56,7 @@ use tokio_util::sync::CancellationToken;
 use crate::data::listener::{self, DataPath, Settings};
 use crate::metrics as m;
 use crate::routing::{DrainSignal, Route};
-use classify::{classify, Class};
+use classify::{classify, Class, Protocol};
 use pool::{Batch, Replies};
 use request::{Parser, Step};
 
@@ -75,7 +84,17 @@ pub(crate) async fn serve(
     stop: CancellationToken,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Replies>();
-    let mut slot: Option<mpsc::UnboundedSender<Batch>> = None;
+    // The protocol the client speaks, and so the shared connections its commands go to.
+    let mut protocol = Protocol::Resp2;
+    // Its slot per protocol (RESP2, RESP3), once it has sent a command in it.
+    let mut slots: [Option<mpsc::UnboundedSender<Batch>>; 2] = [None, None];
+    // Whether the master was asked if shared connections may serve this client.
+    let mut probed = false;
+    // Whether the master knows `classify::IF_UNKNOWN` (asked with the probe).
+    let mut master_knows = false;
+    // A `HELLO` that changes the client's protocol was framed: reading waits until the replies
+    // to its commands before it are delivered (they run on the other protocol's connection).
+    let mut switching = false;
     let mut inbuf = BytesMut::with_capacity(CLIENT_BUFFER);
     let mut parser = Parser::default();
     let mut out: VecDeque<Bytes> = VecDeque::new();
@@ -91,7 +110,9 @@ pub(crate) async fn serve(
         if let Some(why) = stopped {
             if answered == sent && out.is_empty() {
                 match why {
-                    Stop::Pin => return pin(client, inbuf, own, dp, settings, stop).await,
+                    Stop::Pin => {
+                        return pin(client, inbuf, own, protocol, dp, settings, stop).await
+                    }
                     Stop::Eof => {
                         let _ = client.shutdown().await;
                         return;
@@ -100,42 +121,64 @@ pub(crate) async fn serve(
                 }
             }
         }
-        if inbuf.capacity() - inbuf.len() < 1024 {
-            inbuf.reserve(CLIENT_BUFFER);
+        // The commands before a `HELLO` that changes protocol are answered: frame the rest of
+        // the buffer (from the `HELLO`) without waiting for the client to send more.
+        let resume = switching && stopped.is_none() && answered == sent;
+        if !resume {
+            if inbuf.capacity() - inbuf.len() < 1024 {
+                inbuf.reserve(CLIENT_BUFFER);
+            }
+            let (mut cr, mut cw) = client.split();
+            let read = tokio::select! {
+                biased;
+                m = rx.recv() => {
+                    if let Some(m) = m {
+                        answered += m.count;
+                        out.push_back(m.bytes);
+                    }
+                    continue;
+                }
+                res = write_some(&mut cw, &out, out_written), if !out.is_empty() => {
+                    match res {
+                        Ok(n) => advance(&mut out, &mut out_written, n),
+                        Err(_) => return,
+                    }
+                    continue;
+                }
+                res = cr.read_buf(&mut inbuf), if stopped.is_none() && !switching => res,
+                _ = &mut stopping, if stopped.is_none() => {
+                    stopped = Some(Stop::Shutdown);
+                    continue;
+                }
+            };
+            match read {
+                Ok(0) => {
+                    stopped = Some(Stop::Eof);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
         }
-        let (mut cr, mut cw) = client.split();
-        let read = tokio::select! {
-            biased;
-            m = rx.recv() => {
-                if let Some(m) = m {
-                    answered += m.count;
-                    out.push_back(m.bytes);
+        switching = false;
+        if !probed {
+            match probe(dp, settings, &stop).await {
+                Probe::Share(knows) => {
+                    probed = true;
+                    master_knows = knows;
                 }
-                continue;
-            }
-            res = write_some(&mut cw, &out, out_written), if !out.is_empty() => {
-                match res {
-                    Ok(n) => advance(&mut out, &mut out_written, n),
-                    Err(_) => return,
+                Probe::Pin(conn) => {
+                    // Nothing was sent: the whole buffer goes to the client's own connection.
+                    own = conn;
+                    stopped = Some(Stop::Pin);
+                    continue;
                 }
-                continue;
+                Probe::Gone => return,
             }
-            res = cr.read_buf(&mut inbuf), if stopped.is_none() => res,
-            _ = &mut stopping, if stopped.is_none() => {
-                stopped = Some(Stop::Shutdown);
-                continue;
-            }
-        };
-        match read {
-            Ok(0) => {
-                stopped = Some(Stop::Eof);
-                continue;
-            }
-            Ok(_) => {}
-            Err(_) => return,
         }
         // Frame what arrived: commands that share go out as one batch; the first that pins
-        // stops reading.
+        // stops reading, and so does a `HELLO` that changes protocol after commands in the
+        // other one.
         let mut len = 0;
         let mut count = 0;
         loop {
@@ -143,9 +186,22 @@ pub(crate) async fn serve(
                 Step::Command(c) => {
                     let cmd = &inbuf[len..];
                     let arg1 = c.arg1.clone().map(|r| &cmd[r]);
-                    if classify(&cmd[c.name.clone()], c.argc, arg1) == Class::Pin {
-                        stopped = Some(Stop::Pin);
-                        break;
+                    match classify(&cmd[c.name.clone()], c.argc, arg1) {
+                        Class::Share | Class::Hello(None) => {}
+                        Class::IfUnknown if !master_knows => {}
+                        Class::Hello(Some(p)) if p == protocol => {}
+                        Class::Hello(Some(p)) => {
+                            if count > 0 || answered != sent {
+                                switching = true;
+                                break;
+                            }
+                            // It goes to a connection that speaks `p`, and answers in `p`.
+                            protocol = p;
+                        }
+                        Class::Pin | Class::IfUnknown => {
+                            stopped = Some(Stop::Pin);
+                            break;
+                        }
                     }
                     len += c.len;
                     count += 1;
@@ -159,27 +215,14 @@ pub(crate) async fn serve(
             }
         }
         if count == 0 {
-            // Only requests Redis would not answer (empty lines, `*0`): nothing to send.
+            // Only requests Redis would not answer (empty lines, `*0`), or none before a
+            // `HELLO` that waits: nothing to send.
             let _ = inbuf.split_to(len);
             continue;
         }
-        let target = match &slot {
-            Some(s) => s.clone(),
-            None => match probe(dp, settings, &stop).await {
-                Probe::Share => {
-                    let s = pool::slot(dp, &stop);
-                    slot = Some(s.clone());
-                    s
-                }
-                Probe::Pin(conn) => {
-                    // Nothing was sent: the whole buffer goes to the client's own connection.
-                    own = conn;
-                    stopped = Some(Stop::Pin);
-                    continue;
-                }
-                Probe::Gone => return,
-            },
-        };
+        let target = slots[protocol as usize]
+            .get_or_insert_with(|| pool::slot(dp, protocol, &stop))
+            .clone();
         let batch = Batch {
             bytes: inbuf.split_to(len).freeze(),
             count,
@@ -225,12 +268,13 @@ async fn write_some(
 }
 
 /// Pins the client: its own backend connection (the probe's, this thread's spare, or a new
-/// one), the bytes read from the pinning command on written first, then the 1:1 relay for the
-/// rest of the session.
+/// one), switched to RESP3 first when the client had switched, the bytes read from the pinning
+/// command on written next, then the 1:1 relay for the rest of the session.
 async fn pin(
     client: TcpStream,
     replay: BytesMut,
     mut own: Option<(Arc<Route>, TcpStream)>,
+    protocol: Protocol,
     dp: &Arc<DataPath>,
     settings: &Settings,
     stop: CancellationToken,
@@ -254,13 +298,26 @@ async fn pin(
                 None => return,
             },
         };
-        if !replay.is_empty() {
+        if !replay.is_empty() || protocol == Protocol::Resp3 {
             route.wait_open().await;
             if route.is_drained() {
                 // Nothing was written to it: the next route gets the bytes.
                 continue;
             }
-            if backend.write_all(&replay).await.is_err() {
+            if protocol == Protocol::Resp3 {
+                // The client's `HELLO 3` went to a shared connection: its own connection is
+                // switched as that one was, and the reply, already answered, is not passed on.
+                if pool::switch_to_resp3(&mut backend, settings.connect_timeout)
+                    .await
+                    .is_err()
+                {
+                    if from_spare {
+                        continue;
+                    }
+                    return;
+                }
+            }
+            if !replay.is_empty() && backend.write_all(&replay).await.is_err() {
                 if from_spare {
                     // A spare the master closed as it was taken: it read nothing.
                     continue;
@@ -334,7 +391,8 @@ fn refill(key: usize, route: Arc<Route>, connect_timeout: std::time::Duration) {
 
 /// Whether this client's commands may share connections.
 enum Probe {
-    Share,
+    /// Share; whether the master knows [`classify::IF_UNKNOWN`].
+    Share(bool),
     /// Pin, on this connection when the probe opened one that is clean to reuse.
     Pin(Option<(Arc<Route>, TcpStream)>),
     /// No master within `wait_for_master`: close, as a 1:1 session would.
@@ -342,21 +400,26 @@ enum Probe {
 }
 
 thread_local! {
-    /// The last probe's answer on this thread: (data path, route epoch, shareable).
-    static PROBED: Cell<Option<(usize, u64, bool)>> = const { Cell::new(None) };
+    /// The last probe's answer on this thread: (data path, route epoch, shareable, whether
+    /// the master knows [`classify::IF_UNKNOWN`]).
+    static PROBED: Cell<Option<(usize, u64, bool, bool)>> = const { Cell::new(None) };
 }
 
-/// `PING` as a client library sends it.
-const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+/// `PING` as a client library sends it, then `COMMAND INFO` of [`classify::IF_UNKNOWN`].
+const PROBE: &[u8] = b"*1\r\n$4\r\nPING\r\n*3\r\n$7\r\nCOMMAND\r\n$4\r\nINFO\r\n$26\r\nclient|maint_notifications\r\n";
+/// `COMMAND INFO`'s answer for a command the master does not know (RESP2).
+const UNKNOWN_COMMAND: &[&[u8]] = &[b"*1\r\n$-1\r\n", b"*1\r\n*-1\r\n"];
 
 /// Asks the current master, once per route and thread, whether an unauthenticated connection
-/// may run commands (see the module doc).
+/// may run commands (see the module doc), and whether it knows [`classify::IF_UNKNOWN`].
 async fn probe(dp: &Arc<DataPath>, settings: &Settings, stop: &CancellationToken) -> Probe {
     let key = Arc::as_ptr(dp) as usize;
     if let Some(route) = dp.table.load() {
         match PROBED.with(Cell::get) {
-            Some((k, e, true)) if k == key && e == route.epoch => return Probe::Share,
-            Some((k, e, false)) if k == key && e == route.epoch => return Probe::Pin(None),
+            Some((k, e, true, knows)) if k == key && e == route.epoch => {
+                return Probe::Share(knows)
+            }
+            Some((k, e, false, _)) if k == key && e == route.epoch => return Probe::Pin(None),
             _ => {}
         }
     }
@@ -364,30 +427,41 @@ async fn probe(dp: &Arc<DataPath>, settings: &Settings, stop: &CancellationToken
         return Probe::Gone;
     };
     let answer = tokio::time::timeout(settings.connect_timeout, async {
-        let unexpected = |k: std::io::ErrorKind| -> std::io::Result<BytesMut> { Err(k.into()) };
-        backend.write_all(PING).await?;
-        let mut buf = BytesMut::with_capacity(256);
+        let unexpected =
+            |k: std::io::ErrorKind| -> std::io::Result<(BytesMut, usize)> { Err(k.into()) };
+        backend.write_all(PROBE).await?;
+        let mut buf = BytesMut::with_capacity(1024);
         let mut scanner = reply::Scanner::default();
+        // Where the first reply ends, once it is complete.
+        let mut first = None;
         loop {
+            if buf.len() > 64 * 1024 {
+                return unexpected(std::io::ErrorKind::InvalidData);
+            }
             if backend.read_buf(&mut buf).await? == 0 {
                 return unexpected(std::io::ErrorKind::UnexpectedEof);
             }
-            match scanner.scan(&buf) {
-                reply::Scan::Complete(n) if n == buf.len() => return Ok(buf),
-                reply::Scan::Incomplete => {}
-                _ => return unexpected(std::io::ErrorKind::InvalidData),
+            loop {
+                let from = first.unwrap_or(0);
+                match scanner.scan(&buf[from..]) {
+                    reply::Scan::Complete(n) if first.is_none() => first = Some(n),
+                    reply::Scan::Complete(n) if from + n == buf.len() => return Ok((buf, from)),
+                    reply::Scan::Incomplete => break,
+                    _ => return unexpected(std::io::ErrorKind::InvalidData),
+                }
             }
         }
     })
     .await;
     match answer {
-        Ok(Ok(reply)) if &reply[..] == b"+PONG\r\n" => {
-            PROBED.with(|p| p.set(Some((key, route.epoch, true))));
-            Probe::Share
+        Ok(Ok((reply, first))) if &reply[..first] == b"+PONG\r\n" => {
+            let knows = !UNKNOWN_COMMAND.contains(&&reply[first..]);
+            PROBED.with(|p| p.set(Some((key, route.epoch, true, knows))));
+            Probe::Share(knows)
         }
-        Ok(Ok(reply)) => {
+        Ok(Ok((reply, _))) => {
             if reply.starts_with(b"-NOAUTH") {
-                PROBED.with(|p| p.set(Some((key, route.epoch, false))));
+                PROBED.with(|p| p.set(Some((key, route.epoch, false, false))));
             }
             Probe::Pin(Some((route, backend)))
         }

@@ -4,9 +4,18 @@
 //! A **slot** is one task that owns at most one backend connection at a time. Sessions hand it
 //! [`Batch`]es (the complete commands one read of a client produced); the slot writes every
 //! batch waiting, from every client, with one `writev`, then reads replies and returns each
-//! client its own, in order, by counting complete replies (a shared connection speaks RESP2 and
-//! is never subscribed, so every command gets exactly one reply). A client always uses the same
-//! slot, so its commands run in the order it sent them.
+//! client its own, in order, by counting complete replies (a shared connection speaks one
+//! protocol and is never subscribed, so every command gets exactly one reply). A client always
+//! uses the same slot while its protocol stays the same, so its commands run in the order it
+//! sent them (a client that changes protocol waits for its replies first: [`super`]).
+//!
+//! # Protocols
+//! Slots come per protocol: RESP2 ones, and RESP3 ones, started on a thread when its first
+//! client sends `HELLO 3`, whose connections send `HELLO 3` as soon as they connect, before any
+//! client's command. Whatever that `HELLO 3` answers is the state a client's own connection would
+//! be in after its own: a map (RESP3 from then on), or an error from a master that does not
+//! speak RESP3 (the connection stays RESP2, and so does every client whose `HELLO 3` it then
+//! answers with the same error).
 //!
 //! # Routes, pauses, drains
 //! A slot connection belongs to one route, like a 1:1 session:
@@ -35,6 +44,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::classify::Protocol;
 use super::reply::{Scan, Scanner};
 use crate::data::listener::DataPath;
 use crate::metrics as m;
@@ -94,28 +104,38 @@ thread_local! {
 
 struct Pool {
     key: usize,
+    protocol: Protocol,
     slots: Vec<mpsc::UnboundedSender<Batch>>,
     next: usize,
 }
 
-/// A slot of this thread for a new client (round robin), started on first use.
-pub(crate) fn slot(dp: &Arc<DataPath>, stop: &CancellationToken) -> mpsc::UnboundedSender<Batch> {
+/// A slot of this thread speaking `protocol`, for a new client (round robin), started on first
+/// use.
+pub(crate) fn slot(
+    dp: &Arc<DataPath>,
+    protocol: Protocol,
+    stop: &CancellationToken,
+) -> mpsc::UnboundedSender<Batch> {
     let key = Arc::as_ptr(dp) as usize;
     POOLS.with(|pools| {
         let mut pools = pools.borrow_mut();
         pools.retain(|p| p.slots.iter().all(|s| !s.is_closed()));
-        let i = match pools.iter().position(|p| p.key == key) {
+        let i = match pools
+            .iter()
+            .position(|p| p.key == key && p.protocol == protocol)
+        {
             Some(i) => i,
             None => {
                 let slots = (0..SLOTS_PER_THREAD)
                     .map(|_| {
                         let (tx, rx) = mpsc::unbounded_channel();
-                        tokio::spawn(run(dp.clone(), rx, stop.clone()));
+                        tokio::spawn(run(dp.clone(), protocol, rx, stop.clone()));
                         tx
                     })
                     .collect();
                 pools.push(Pool {
                     key,
+                    protocol,
                     slots,
                     next: 0,
                 });
@@ -143,7 +163,12 @@ fn answer_all(reply: &mpsc::UnboundedSender<Replies>, count: usize, err: &'stati
 
 /// One slot: connects to the current route when there is work, serves until the connection
 /// ends, again. Ends when the data path stops while the slot is idle.
-async fn run(dp: Arc<DataPath>, mut rx: mpsc::UnboundedReceiver<Batch>, stop: CancellationToken) {
+async fn run(
+    dp: Arc<DataPath>,
+    protocol: Protocol,
+    mut rx: mpsc::UnboundedReceiver<Batch>,
+    stop: CancellationToken,
+) {
     let mut queue: VecDeque<Batch> = VecDeque::new();
     let mut refused: Option<u64> = None;
     let mut backoff = BACKOFF_MIN;
@@ -170,7 +195,7 @@ async fn run(dp: Arc<DataPath>, mut rx: mpsc::UnboundedReceiver<Batch>, stop: Ca
         }
         let connected =
             tokio::time::timeout(settings.connect_timeout, TcpStream::connect(route.addr)).await;
-        let stream = match connected {
+        let mut stream = match connected {
             Ok(Ok(s)) if !route.is_drained() => s,
             Ok(Ok(_)) => continue,
             Ok(Err(e)) => {
@@ -186,9 +211,18 @@ async fn run(dp: Arc<DataPath>, mut rx: mpsc::UnboundedReceiver<Batch>, stop: Ca
         };
         refused = None;
         let _ = stream.set_nodelay(true);
+        if protocol == Protocol::Resp3 {
+            if let Err(e) = switch_to_resp3(&mut stream, settings.connect_timeout).await {
+                // As a refused connection: the next route, or an error after `wait_for_master`.
+                tracing::debug!(backend = %route.backend, error = %e, "shared connection: HELLO 3 failed");
+                refused = Some(route.epoch);
+                continue;
+            }
+        }
         metrics::gauge!(m::MUX_POOLED).increment(1.0);
         let mut conn = Conn {
             stream,
+            protocol,
             route: &route,
             sent: VecDeque::new(),
             written: 0,
@@ -264,7 +298,7 @@ async fn route_for(
 enum ConnEnd {
     /// Its route drained.
     Drained,
-    /// Closed, failed, or spoke something else than RESP2.
+    /// Closed, failed, or sent something else than replies.
     Lost,
     /// The data path is stopping and nothing is queued or in flight.
     Idle,
@@ -273,6 +307,8 @@ enum ConnEnd {
 /// One shared backend connection.
 struct Conn<'r> {
     stream: TcpStream,
+    /// What it was asked to speak (for the metrics).
+    protocol: Protocol,
     route: &'r Route,
     /// Batches written at least in part, oldest first, with the replies they still expect.
     sent: VecDeque<Pending>,
@@ -361,6 +397,9 @@ impl Conn<'_> {
                     left: b.count,
                 });
                 metrics::counter!(m::MUX_COMMANDS).increment(b.count as u64);
+                if self.protocol == Protocol::Resp3 {
+                    metrics::counter!(m::MUX_RESP3_COMMANDS).increment(b.count as u64);
+                }
             }
             let take = n.min(b.bytes.len() - self.written);
             self.written += take;
@@ -420,6 +459,38 @@ impl Conn<'_> {
             answer_all(&p.reply, p.left, ERR_LOST);
         }
     }
+}
+
+/// `HELLO 3` as a client library sends it.
+pub(crate) const HELLO_3: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
+
+/// Sends `HELLO 3` on a fresh connection and reads its one reply (within `timeout`): a map, or
+/// an error from a master that does not speak RESP3 (see the module doc). Anything else, or
+/// bytes after the reply, is an error: the connection's state would be unknown.
+pub(crate) async fn switch_to_resp3(
+    stream: &mut TcpStream,
+    timeout: Duration,
+) -> std::io::Result<()> {
+    let invalid = || std::io::Error::from(std::io::ErrorKind::InvalidData);
+    tokio::time::timeout(timeout, async {
+        stream.write_all(HELLO_3).await?;
+        let mut buf = BytesMut::with_capacity(1024);
+        let mut scanner = Scanner::default();
+        loop {
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            match scanner.scan(&buf) {
+                Scan::Complete(n) if n == buf.len() && matches!(buf[0], b'%' | b'-' | b'!') => {
+                    return Ok(())
+                }
+                Scan::Incomplete if buf.len() < READ_BUFFER => {}
+                _ => return Err(invalid()),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
 }
 
 /// Sends the first `len` bytes of `rbuf` (`count` replies) to a client.
