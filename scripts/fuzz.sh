@@ -22,7 +22,7 @@ if [ "$#" -gt 0 ]; then shift; fi
 case "$secs" in
   '' | *[!0-9]* | 0) echo "usage: $0 [SECONDS] [TARGET...]" >&2; exit 2 ;;
 esac
-if [ "$#" -gt 0 ]; then targets=("$@"); else targets=(info_reply config sentinel_event); fi
+if [ "$#" -gt 0 ]; then targets=("$@"); else targets=(info_reply config sentinel_event mux_reply); fi
 parallel="${FUZZ_PARALLEL:-$(nproc)}"
 
 # libfuzzer-sys compiles libFuzzer itself, which needs a C++ compiler.
