@@ -19,7 +19,7 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use redis_master_proxy::redis::info::{parse_info_reply, parse_info_text, ReplicationInfo, Role};
-use redis_master_proxy::redis::resp::{take_frame, ReplyError, MAX_REPLY_BYTES};
+use redis_master_proxy::redis::resp::{take_frame, ReplyError, ServerError, MAX_REPLY_BYTES};
 use redis_protocol::resp2::types::OwnedFrame;
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
@@ -215,7 +215,7 @@ fn check_reply(frame: &OwnedFrame) {
     match (frame, &parsed) {
         (OwnedFrame::BulkString(body), Ok(info)) => check_info(body, info),
         (OwnedFrame::BulkString(_), Err(_)) => {}
-        (OwnedFrame::Error(e), r) => assert_eq!(r, &Err(ReplyError::Redis(e.clone()))),
+        (OwnedFrame::Error(e), r) => assert_eq!(r, &Err(ReplyError::Redis(ServerError::new(e.clone())))),
         (_, r) => assert!(
             matches!(r, Err(ReplyError::Protocol(_))),
             "{frame:?} gave {r:?}"
