@@ -215,7 +215,9 @@ fn check_reply(frame: &OwnedFrame) {
     match (frame, &parsed) {
         (OwnedFrame::BulkString(body), Ok(info)) => check_info(body, info),
         (OwnedFrame::BulkString(_), Err(_)) => {}
-        (OwnedFrame::Error(e), r) => assert_eq!(r, &Err(ReplyError::Redis(ServerError::new(e.clone())))),
+        (OwnedFrame::Error(e), r) => {
+            assert_eq!(r, &Err(ReplyError::Redis(ServerError::new(e.clone()))))
+        }
         (_, r) => assert!(
             matches!(r, Err(ReplyError::Protocol(_))),
             "{frame:?} gave {r:?}"
