@@ -3,7 +3,9 @@
 # in front of one redis-server, `redis-benchmark -t set -d 3 -c 50 -P 1`, interleaved rounds.
 # Per round and candidate: requests/s and, from `perf stat -p` over exactly that benchmark, CPU
 # time, syscalls and context switches per request; then one `perf record` each, split into
-# kernel / own code / libc and the top symbols. Needs perf (linux-perf) and the tools of
+# kernel / own code / libc and the top symbols; then one `perf sched record` each: how much each
+# process ran, how often it was switched out (slept or was preempted) and how long it waited
+# for a CPU. Needs perf (linux-perf) and the tools of
 # benches/install.sh; loopback only, every process it starts is stopped.
 #
 #   benches/compare/profile.sh [ROUNDS] [REQUESTS]     (default 3 rounds of 100000)
@@ -93,4 +95,14 @@ for c in haproxy proxy; do
   echo "== $c: samples by object, then the top symbols"
   perf report -i "$work/$c.data" --no-children --sort dso --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -4 || true
   perf report -i "$work/$c.data" --no-children --sort sym --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -12 || true
+done
+echo
+echo "== scheduling (perf sched latency): run time, switches and wait for a CPU, per process"
+for c in haproxy proxy; do
+  if [ "$c" = haproxy ]; then port=$hport; else port=$pport; fi
+  perf sched record -q -o "$work/$c.sched" -- \
+    redis-benchmark -p "$port" -t set -d 3 -c 50 -P 1 -n "$n" --csv >/dev/null 2>&1
+  echo "-- $c"
+  perf sched latency -i "$work/$c.sched" --sort runtime 2>/dev/null \
+    | grep -E 'haproxy|redis-server|redis-benchmark|data-|redis-master' | head -5 || true
 done
