@@ -97,6 +97,27 @@ async fn sentinel_setting() -> (FakeRedis, FakeRedis, FakeSentinel, App, Conn) {
     (a, b, s, app, client)
 }
 
+/// The sentinel announces a failover of A to B; once the route is paused by the hold, the
+/// client sends a command. Returns when the announcement was made.
+async fn hold_with_a_command(
+    a: &FakeRedis,
+    b: &FakeRedis,
+    s: &FakeSentinel,
+    app: &App,
+    client: &mut Conn,
+) -> Instant {
+    let announced = Instant::now();
+    s.announce_failover(&a.addr, &b.addr);
+    app.wait_status(
+        Duration::from_secs(1),
+        "the route paused by the hold",
+        paused,
+    )
+    .await;
+    client.send(&["SET", "k", "during-hold"]).await;
+    announced
+}
+
 fn paused(st: &serde_json::Value) -> bool {
     st["master"]["paused"].as_bool() == Some(true)
 }
@@ -107,15 +128,7 @@ fn paused(st: &serde_json::Value) -> bool {
 #[tokio::test(start_paused = true)]
 async fn a_failover_event_holds_the_route_for_two_seconds_at_most() {
     let (a, b, s, app, mut client) = sentinel_setting().await;
-    let announced = Instant::now();
-    s.announce_failover(&a.addr, &b.addr);
-    app.wait_status(
-        Duration::from_secs(1),
-        "the route paused by the hold",
-        paused,
-    )
-    .await;
-    client.send(&["SET", "k", "during-hold"]).await;
+    let announced = hold_with_a_command(&a, &b, &s, &app, &mut client).await;
     let resumed = loop {
         let st = app.status().await;
         if !paused(&st) {
@@ -148,15 +161,7 @@ async fn a_failover_event_holds_the_route_for_two_seconds_at_most() {
 #[tokio::test(start_paused = true)]
 async fn a_hold_ends_early_when_the_promotion_is_seen() {
     let (a, b, s, app, mut client) = sentinel_setting().await;
-    let announced = Instant::now();
-    s.announce_failover(&a.addr, &b.addr);
-    app.wait_status(
-        Duration::from_secs(1),
-        "the route paused by the hold",
-        paused,
-    )
-    .await;
-    client.send(&["SET", "k", "during-hold"]).await;
+    let announced = hold_with_a_command(&a, &b, &s, &app, &mut client).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // B is promoted (the old master, A, still says master) and the sentinel names it.
     b.set(Repl::promoted_from(&a, &replid('b'), 1));
