@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use redis_master_proxy::app;
-use redis_master_proxy::config::{Config, Overrides};
+use redis_master_proxy::config::{Config, Overrides, Placement};
 use redis_master_proxy::data::workers::Workers;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -114,7 +114,7 @@ fn relay(c: &mut Criterion) {
             let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let a = l.local_addr().unwrap();
             // Sessions on a data-path worker thread, as in the binary.
-            let workers = Workers::start(1).unwrap();
+            let workers = Workers::start(1, Placement::Host).unwrap();
             tokio::spawn(app::run(cfg, l, admin, workers, rx));
             a
         });

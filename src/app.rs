@@ -179,11 +179,12 @@ pub async fn run_with(
         if new.listen != cfg.listen
             || new.admin != cfg.admin
             || new.threads != cfg.threads
+            || new.placement != cfg.placement
             || sentinel_listen(&new) != sentinel_listen(&cfg)
         {
             tracing::warn!(
-                "listen, admin, sentinel.listen and threads change only at a restart; keeping \
-                 the current ones"
+                "listen, admin, sentinel.listen, threads and placement change only at a restart; \
+                 keeping the current ones"
             );
         }
         data.settings.store(Arc::new(settings(&new)));

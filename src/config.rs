@@ -238,6 +238,32 @@ impl FromStr for Mode {
     }
 }
 
+/// Which data-path thread a new client session runs on (see `data/workers.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    /// A client host's sessions share one thread (the least loaded when its first one opens):
+    /// what it sends on several connections at once reaches the master in its order, as over a
+    /// direct connection. One host uses one thread.
+    #[default]
+    Host,
+    /// Every session goes to the least-loaded thread: one busy host uses every thread, and
+    /// commands it sends on two connections at the same instant may reach the master in either
+    /// order (as through a multi-threaded HAProxy).
+    Connection,
+}
+
+impl FromStr for Placement {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "host" => Ok(Placement::Host),
+            "connection" => Ok(Placement::Connection),
+            _ => Err(format!("`{s}` is not one of host, connection")),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The file format.
 
@@ -294,6 +320,7 @@ struct RawConfig {
     mode: Option<Mode>,
     #[serde(default, deserialize_with = "count")]
     threads: Option<usize>,
+    placement: Option<Placement>,
     health: Option<RawHealth>,
     auth: Option<RawAuth>,
     sentinel: Option<RawSentinel>,
@@ -373,6 +400,8 @@ pub struct Config {
     /// default) is one per CPU available to the process (cgroup quotas included), 1 runs
     /// everything on one thread, N starts N. Read at start only.
     pub threads: usize,
+    /// Which data-path thread a client session runs on. Read at start only.
+    pub placement: Placement,
     pub health: Health,
     /// Credentials for the health checks (`AUTH [username] password`).
     pub auth: Option<Auth>,
@@ -496,6 +525,7 @@ impl Default for Config {
             relay: RelayMode::Auto,
             mode: Mode::Relay,
             threads: 0,
+            placement: Placement::Host,
             health: Health {
                 interval: Dur(Duration::from_secs(1)),
                 timeout: Dur(Duration::from_millis(500)),
@@ -520,6 +550,7 @@ pub struct Overrides {
     pub relay: Option<RelayMode>,
     pub mode: Option<Mode>,
     pub threads: Option<usize>,
+    pub placement: Option<Placement>,
 }
 
 impl Overrides {
@@ -544,6 +575,9 @@ impl Overrides {
         if self.threads.is_some() {
             raw.threads = self.threads;
         }
+        if self.placement.is_some() {
+            raw.placement = self.placement;
+        }
         if self.interval.is_some() || self.timeout.is_some() {
             let h = raw.health.get_or_insert_with(RawHealth::default);
             if self.interval.is_some() {
@@ -564,6 +598,7 @@ impl Overrides {
             "relay" => self.relay.is_some(),
             "mode" => self.mode.is_some(),
             "threads" => self.threads.is_some(),
+            "placement" => self.placement.is_some(),
             "health.interval" => self.interval.is_some(),
             "health.timeout" => self.timeout.is_some(),
             _ => false,
@@ -575,6 +610,7 @@ impl Overrides {
             "relay" => "--relay",
             "mode" => "--mode",
             "threads" => "--threads",
+            "placement" => "--placement",
             "health.interval" => "--interval",
             "health.timeout" => "--timeout",
             _ => return None,
@@ -664,6 +700,7 @@ impl Config {
             relay: raw.relay.unwrap_or(d.relay),
             mode: raw.mode.unwrap_or(d.mode),
             threads: raw.threads.unwrap_or(d.threads),
+            placement: raw.placement.unwrap_or(d.placement),
             health,
             auth: raw
                 .auth
@@ -1002,6 +1039,10 @@ mod tests {
             (
                 "backends = [\"a:1\"]\nrelay = \"fast\"",
                 &["line 2", "relay"],
+            ),
+            (
+                "backends = [\"a:1\"]\nplacement = \"thread\"",
+                &["line 2", "placement", "host", "connection"],
             ),
             (
                 "backends = [\"a:1\"]\n[auth]\npassword = \"x\"",

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use redis_master_proxy::config::{Config, Dur, HostPort, Mode, Overrides, RelayMode};
+use redis_master_proxy::config::{Config, Dur, HostPort, Mode, Overrides, Placement, RelayMode};
 use redis_master_proxy::data::workers::{self, Workers};
 use redis_master_proxy::{app, metrics as m, shutdown};
 
@@ -54,6 +54,10 @@ struct Settings {
     /// Data-path threads (0 = one per CPU; 1 = everything on one thread; at most 1024).
     #[arg(long)]
     threads: Option<usize>,
+    /// Which data-path thread a client runs on: host (a client host's connections share one,
+    /// keeping their order) or connection (the least loaded).
+    #[arg(long)]
+    placement: Option<Placement>,
 }
 
 impl Settings {
@@ -67,6 +71,7 @@ impl Settings {
             relay: self.relay,
             mode: self.mode,
             threads: self.threads,
+            placement: self.placement,
         };
         (self.config, o)
     }
@@ -195,7 +200,7 @@ fn main() -> ExitCode {
             // Sessions run on the data-path workers (see `workers`), started before the main
             // runtime so a thread the system refuses ends the start cleanly, with nothing
             // bound and nothing announced.
-            let workers = match Workers::start(workers::count_for(cfg.threads)) {
+            let workers = match Workers::start(workers::count_for(cfg.threads), cfg.placement) {
                 Ok(w) => w,
                 Err(e) => {
                     eprintln!(

@@ -92,9 +92,12 @@ fn metric(proxy: &Proxy, name: &str) -> f64 {
 }
 
 fn multiplex(master: &RedisNode) -> Proxy {
-    // Two data-path threads: clients of one script land on both, each with its shared
-    // connections.
-    let proxy = Proxy::start(&[master.addr()], "mode = \"multiplex\"\nthreads = 2");
+    // Two data-path threads and placement by connection: the clients of one script (one host)
+    // land on both threads, each with its shared connections.
+    let proxy = Proxy::start(
+        &[master.addr()],
+        "mode = \"multiplex\"\nthreads = 2\nplacement = \"connection\"",
+    );
     proxy.wait_master(&master.addr());
     proxy
 }

@@ -100,7 +100,8 @@ EXTRA_WORKLOADS = [
 ]
 WORKLOAD_BY_ID = {w.id: w for w in WORKLOADS + EXTRA_WORKLOADS}
 
-ALL_CANDIDATES = ["direct", "haproxy", "twemproxy", "proxy", "proxy-copy", "proxy-splice", "proxy-mux"]
+ALL_CANDIDATES = ["direct", "haproxy", "haproxy-t1", "twemproxy", "proxy", "proxy-copy", "proxy-splice",
+                  "proxy-mux", "proxy-conn"]
 DEFAULT_CANDIDATES = ["direct", "haproxy", "proxy"]
 
 
@@ -142,7 +143,7 @@ def wait_for(procs, name, pred, timeout, what):
 
 NEEDED_TOOLS = ["redis-server", "redis-benchmark"]
 # The tool a candidate needs beyond those.
-CANDIDATE_TOOLS = {"haproxy": "haproxy", "twemproxy": "nutcracker"}
+CANDIDATE_TOOLS = {"haproxy": "haproxy", "haproxy-t1": "haproxy", "twemproxy": "nutcracker"}
 
 
 def set_nofile(want):
@@ -267,8 +268,12 @@ HAPROXY_MAXCONN = [20_000]
 
 
 class HAProxy(Candidate):
-    name = "haproxy"
     kind = "haproxy"
+
+    def __init__(self, name="haproxy", nbthread=None):
+        super().__init__()
+        self.name = name
+        self.nbthread = nbthread  # None: HAProxy's default, one thread per CPU
 
     def start(self, procs, workdir, redis_port):
         self.port = free_port()
@@ -276,7 +281,8 @@ class HAProxy(Candidate):
         try:
             # Waits until the first check has passed (L7OK), not just the optimistic initial UP.
             start_haproxy(procs, workdir, self.port, [redis_port], maxconn=HAPROXY_MAXCONN[0],
-                          frontend_maxconn=HAPROXY_MAXCONN[0])
+                          frontend_maxconn=HAPROXY_MAXCONN[0], nbthread=self.nbthread,
+                          name=self.name)
         except RuntimeError as e:
             raise fail(procs, self.name, str(e))
         wait_for(procs, self.name, lambda: ping_ok(self.port), 10, "PING through HAProxy")
@@ -308,9 +314,10 @@ class Twemproxy(Candidate):
 class Proxy(Candidate):
     kind = "proxy"
 
-    def __init__(self, name, binary, relay, log_level, threads=None, mode=None):
+    def __init__(self, name, binary, relay, log_level, threads=None, mode=None, placement=None):
         super().__init__()
         self.name = name
+        self.placement = placement  # None: the default (host)
         self.mode = mode  # None: the default (relay); "multiplex" for proxy-mux
         self.binary = binary
         self.relay = relay
@@ -339,6 +346,8 @@ class Proxy(Candidate):
             flags += ["--threads", str(self.threads)]
         if self.mode:
             flags += ["--mode", self.mode]
+        if self.placement:
+            flags += ["--placement", self.placement]
         env = dict(os.environ)
         env.setdefault("RUST_LOG", self.log_level)
         try:
@@ -373,26 +382,30 @@ def make_candidates(names, args):
             out.append(Direct())
         elif n == "haproxy":
             out.append(HAProxy())
+        elif n == "haproxy-t1":
+            out.append(HAProxy("haproxy-t1", nbthread=1))
         elif n == "twemproxy":
             out.append(Twemproxy())
         elif n.startswith("proxy"):
             if binary is None:
                 binary = proxy_binary(args)
-            # proxy[-before][-copy|-splice|-auto|-mux][-tN]: another build (--before-bin), relay
-            # mode (or multiplex mode) and runtime threads.
-            relay, threads, mode, which = None, None, None, binary
+            # proxy[-before][-copy|-splice|-auto|-mux][-conn][-tN]: another build (--before-bin),
+            # relay mode (or multiplex mode), placement = "connection", and runtime threads.
+            relay, threads, mode, placement, which = None, None, None, None, binary
             for part in n.split("-")[1:]:
                 if re.fullmatch(r"t\d+", part):
                     threads = int(part[1:])
                 elif part == "mux":
                     mode = "multiplex"
+                elif part == "conn":
+                    placement = "connection"
                 elif part == "before":
                     if not args.before_bin or not Path(args.before_bin).is_file():
                         raise BenchError(f"{n}: --before-bin PATH (another build's binary) is needed")
                     which = Path(args.before_bin)
                 else:
                     relay = part
-            out.append(Proxy(n, which, relay, args.proxy_log_level, threads, mode))
+            out.append(Proxy(n, which, relay, args.proxy_log_level, threads, mode, placement))
     return out, binary
 
 
@@ -731,7 +744,9 @@ def write_markdown(res, path):
     descr = {
         "direct": "redis-benchmark connects straight to redis-server (the baseline).",
         "haproxy": "HAProxy in TCP mode with the production-style `INFO replication` / `role:master` check "
-                   "(config in `benches/harness/endpoints.py`), default threads.",
+                   "(config in `benches/harness/endpoints.py`), default threads (one per CPU).",
+        "haproxy-t1": "HAProxy as above with `nbthread 1`: one thread, like the proxy's sessions from one "
+                      "client host.",
         "twemproxy": "twemproxy (nutcracker) with one pool holding the one redis-server, `redis: true`, "
                      "`server_connections: 1` (its default), `preconnect: true`, defaults otherwise "
                      "(config in `benches/harness/endpoints.py`): every client's commands share one "
@@ -743,6 +758,8 @@ def write_markdown(res, path):
         "proxy-splice": "redis-master-proxy with `--relay splice` (splice(2) through a pipe).",
         "proxy-mux": "redis-master-proxy with `--mode multiplex` (commands without connection state "
                      "share a few backend connections per thread).",
+        "proxy-conn": "redis-master-proxy with `--placement connection` (each client on the least-loaded "
+                      "data-path thread, so one client host uses both threads).",
     }
     for c in cands:
         d = descr.get(c)
@@ -897,7 +914,8 @@ def parse_args(argv):
                     help="smoke test: 1 round, few requests, 1000 idle connections, output under target/")
     ap.add_argument("--candidates", default=",".join(DEFAULT_CANDIDATES),
                     help=f"comma-separated subset of {','.join(ALL_CANDIDATES)}; a proxy candidate "
-                         "may end in -tN to run the proxy with --threads N (e.g. proxy-t1); "
+                         "may end in -tN to run the proxy with --threads N (e.g. proxy-t1), -conn "
+                         "runs it with --placement connection; haproxy-t1 is HAProxy with nbthread 1; "
                          "proxy-before[-...] runs the --before-bin build")
     ap.add_argument("--workloads", default="all",
                     help=f"comma-separated subset of {','.join(w.id for w in WORKLOADS)} (default: all), "
@@ -932,7 +950,7 @@ def parse_args(argv):
     a.candidates = [c.strip() for c in a.candidates.split(",") if c.strip()]
     bad = [c for c in a.candidates
            if c not in ALL_CANDIDATES
-           and not re.fullmatch(r"proxy(-before)?(-(auto|copy|splice|mux))?(-t\d+)?", c)]
+           and not re.fullmatch(r"proxy(-before)?(-(auto|copy|splice|mux))?(-conn)?(-t\d+)?", c)]
     if bad or not a.candidates:
         ap.error(f"unknown candidates {bad}; choose from {ALL_CANDIDATES}")
     if len(set(a.candidates)) != len(a.candidates):
@@ -994,7 +1012,7 @@ def main(argv):
         "os": os_name(),
         "redis_version": short_version(version_of(["redis-server", "--version"]), "v="),
         "redis_benchmark_version": version_of(["redis-benchmark", "--version"]),
-        "haproxy_version": short_version(version_of(["haproxy", "-v"]), "version") if "haproxy" in args.candidates else None,
+        "haproxy_version": short_version(version_of(["haproxy", "-v"]), "version") if any(c.startswith("haproxy") for c in args.candidates) else None,
         # "This is nutcracker-0.5.0" -> "0.5.0"
         "twemproxy_version": version_of(["nutcracker", "--version"]).rsplit("-", 1)[-1]
         if "twemproxy" in args.candidates else None,

@@ -126,7 +126,7 @@ def metric(ms, name, **labels):
 
 HAPROXY_CFG = """global
     maxconn {maxconn}
-    stats socket {sock} mode 600 level admin
+{global_extra}    stats socket {sock} mode 600 level admin
 
 defaults
     mode tcp
@@ -148,15 +148,17 @@ backend redis_master
 """
 
 
-def haproxy_config(listen, rports, sock, maxconn=4096, frontend_maxconn=None):
+def haproxy_config(listen, rports, sock, maxconn=4096, frontend_maxconn=None, nbthread=None):
     """Servers r1, r2, ... for `rports`, checked every second, marked down after one failed
-    check (closing their sessions) and up after one good one."""
+    check (closing their sessions) and up after one good one. `nbthread`: HAProxy's threads
+    (default: one per CPU)."""
     servers = "\n".join(
         "    server r%d 127.0.0.1:%d check inter 1s fall 1 rise 1 on-marked-down shutdown-sessions"
         % (i + 1, p) for i, p in enumerate(rports))
     extra = "    maxconn %d\n" % frontend_maxconn if frontend_maxconn else ""
-    return HAPROXY_CFG.format(maxconn=maxconn, sock=sock, defaults_extra=extra, listen=listen,
-                              servers=servers)
+    global_extra = "    nbthread %d\n" % nbthread if nbthread else ""
+    return HAPROXY_CFG.format(maxconn=maxconn, sock=sock, global_extra=global_extra,
+                              defaults_extra=extra, listen=listen, servers=servers)
 
 
 def haproxy_stats(sock_path):
@@ -189,21 +191,22 @@ def haproxy_servers_up(sock_path, checked=False):
     return up
 
 
-def start_haproxy(procs, tmp, listen, rports, up=("r1",), maxconn=4096, frontend_maxconn=None):
+def start_haproxy(procs, tmp, listen, rports, up=("r1",), maxconn=4096, frontend_maxconn=None,
+                  nbthread=None, name="haproxy"):
     """Checks and starts HAProxy, then waits until its checks have marked exactly `up` UP.
     Returns {"config", "command", "stats_socket"}."""
-    sock = os.path.join(tmp, "haproxy.sock")
-    cfg_text = haproxy_config(listen, rports, sock, maxconn, frontend_maxconn)
-    cfg = os.path.join(tmp, "haproxy.cfg")
+    sock = os.path.join(tmp, name + ".sock")
+    cfg_text = haproxy_config(listen, rports, sock, maxconn, frontend_maxconn, nbthread)
+    cfg = os.path.join(tmp, name + ".cfg")
     with open(cfg, "w") as f:
         f.write(cfg_text)
     r = subprocess.run(["haproxy", "-c", "-f", cfg], capture_output=True, text=True, timeout=20)
     if r.returncode != 0:
         raise RuntimeError("haproxy -c failed: %s" % (r.stdout + r.stderr)[-1500:])
-    p = procs.start("haproxy", ["haproxy", "-db", "-f", cfg])
+    p = procs.start(name, ["haproxy", "-db", "-f", cfg])
     wait_until(lambda: haproxy_servers_up(sock, checked=True) == list(up), 20,
                "HAProxy to mark only %s UP" % ", ".join(up), 0.2, proc=p)
-    return {"config": cfg_text, "command": "haproxy -db -f haproxy.cfg", "stats_socket": sock}
+    return {"config": cfg_text, "command": "haproxy -db -f %s.cfg" % name, "stats_socket": sock}
 
 
 # --------------------------------------------------------------------------------------

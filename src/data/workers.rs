@@ -10,14 +10,17 @@
 //! timers and wake-ups stay on the one thread that serves it (as HAProxy's threads do), and the
 //! only cross-thread step is the hand-off of a new client by the accept loop.
 //!
-//! The accept loop hands each client to a worker: the one that already runs sessions from the
-//! same client host, else the one with the fewest open sessions. Keeping a host's connections
-//! on one thread keeps the order of what it sends on several connections at once: a client that
-//! writes a command on one connection, then another command on a second, has them reach the
-//! master in that order, as over a direct connection (Redis's own test suite relies on it, so do
-//! producers and blocked consumers of one application). Hosts spread over the threads, one
-//! host's sessions do not. A client's socket moves from the accepting runtime's reactor to the
-//! worker's: one `epoll_ctl` each way, once per connection.
+//! The accept loop hands each client to a worker, as `placement` says. With `host` (the
+//! default): the one that already runs sessions from the same client host, else the one with
+//! the fewest open sessions. Keeping a host's connections on one thread keeps the order of what
+//! it sends on several connections at once: a client that writes a command on one connection,
+//! then another command on a second, has them reach the master in that order, as over a direct
+//! connection (Redis's own test suite relies on it, so do producers and blocked consumers of one
+//! application). Hosts spread over the threads, one host's sessions do not. With `connection`:
+//! always the one with the fewest open sessions, so one busy host uses every thread, and two
+//! commands it sends at the same instant on two connections may be forwarded in either order
+//! (two threads race, as HAProxy's do). A client's socket moves from the accepting runtime's
+//! reactor to the worker's: one `epoll_ctl` each way, once per connection.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,6 +31,8 @@ use std::sync::{Arc, Mutex};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
+
+use crate::config::Placement;
 
 /// One worker thread and what the accept loop needs to reach it.
 struct Worker {
@@ -48,6 +53,7 @@ type Hosts = Arc<Mutex<HashMap<IpAddr, (usize, usize)>>>;
 /// The data-path workers. With none, sessions run on the caller's runtime.
 pub struct Workers {
     workers: Vec<Worker>,
+    placement: Placement,
     hosts: Hosts,
 }
 
@@ -78,15 +84,17 @@ impl Workers {
     pub fn none() -> Workers {
         Workers {
             workers: Vec::new(),
+            placement: Placement::Host,
             hosts: Hosts::default(),
         }
     }
 
-    /// Starts `n` worker threads, each with its own single-threaded runtime. Each runtime is
+    /// Starts `n` worker threads, each with its own single-threaded runtime, placing sessions
+    /// on them as `placement` says. Each runtime is
     /// built on its own thread, so a thread or runtime the system refuses (a process limit, a
     /// memory limit) is an error here, never a runtime dropped where it cannot be; the workers
     /// already started end when the returned error drops them.
-    pub fn start(n: usize) -> std::io::Result<Workers> {
+    pub fn start(n: usize, placement: Placement) -> std::io::Result<Workers> {
         let mut workers = Vec::with_capacity(n);
         for i in 0..n {
             let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -141,6 +149,7 @@ impl Workers {
         }
         Ok(Workers {
             workers,
+            placement,
             hosts: Hosts::default(),
         })
     }
@@ -154,8 +163,8 @@ impl Workers {
         self.workers.is_empty()
     }
 
-    /// Runs `session` on the worker of its client's host, else on the least-loaded one (or on
-    /// the current runtime when there are none), tracked by `tracker`. `session` receives the
+    /// Runs `session` on the worker `placement` chooses (on the current runtime when there are
+    /// none), tracked by `tracker`. `session` receives the
     /// client socket re-registered on the runtime it runs on.
     pub fn spawn<F, Fut>(&self, tracker: &TaskTracker, client: tokio::net::TcpStream, session: F)
     where
@@ -174,7 +183,11 @@ impl Workers {
                 return;
             }
         };
-        let (index, host) = self.place(std_client.peer_addr().ok().map(|a| a.ip()));
+        let host = match self.placement {
+            Placement::Host => std_client.peer_addr().ok().map(|a| a.ip()),
+            Placement::Connection => None,
+        };
+        let (index, host) = self.place(host);
         let w = &self.workers[index];
         let guard = OpenGuard {
             open: w.open.clone(),
@@ -195,8 +208,9 @@ impl Workers {
     }
 
     /// Chooses the worker for a new session from `host` and counts the session there: the
-    /// host's worker while it has sessions open, else the least-loaded worker. Returns the
-    /// worker's index and what the session's guard gives back. `workers` is not empty.
+    /// host's worker while it has sessions open, else (or with no host) the least-loaded worker.
+    /// Returns the worker's index and what the session's guard gives back. `workers` is not
+    /// empty.
     fn place(&self, host: Option<IpAddr>) -> (usize, Option<(IpAddr, Hosts)>) {
         let least = || {
             (0..self.workers.len())
@@ -261,7 +275,7 @@ mod tests {
     /// workers and closes what was left on them, and no host entry outlives its sessions.
     #[tokio::test(flavor = "current_thread")]
     async fn hosts_spread_over_workers_and_stop_closes_them() {
-        let workers = Workers::start(2).unwrap();
+        let workers = Workers::start(2, Placement::Host).unwrap();
         let tracker = TaskTracker::new();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -321,7 +335,7 @@ mod tests {
     /// A host whose sessions all ended is placed afresh: on the least-loaded worker.
     #[tokio::test(flavor = "current_thread")]
     async fn a_host_without_sessions_goes_to_the_least_loaded_worker() {
-        let workers = Workers::start(2).unwrap();
+        let workers = Workers::start(2, Placement::Host).unwrap();
         let a: IpAddr = "127.0.0.2".parse().unwrap();
         let b: IpAddr = "127.0.0.3".parse().unwrap();
         let (wa, ga) = workers.place(Some(a));
@@ -343,6 +357,40 @@ mod tests {
         let (wa3, _ga3) = workers.place(Some(a));
         assert_eq!(wa3, wa);
         drop(guards(gb, wb));
+        workers.stop().await;
+    }
+
+    /// With `placement = "connection"`, one host's sessions spread over the workers, and no host
+    /// entry is kept for them.
+    #[tokio::test(flavor = "current_thread")]
+    async fn connection_placement_spreads_one_host() {
+        let workers = Workers::start(2, Placement::Connection).unwrap();
+        let tracker = TaskTracker::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let mut clients = Vec::new();
+        for _ in 0..4 {
+            clients.push(connect_from("127.0.0.2", addr).await);
+            let (stream, _) = listener.accept().await.unwrap();
+            let tx = tx.clone();
+            workers.spawn(&tracker, stream, move |mut s| async move {
+                let _ = tx.send(std::thread::current().name().unwrap_or("").to_string());
+                let mut b = [0u8; 1];
+                let _ = s.read(&mut b).await;
+            });
+        }
+        let mut per_thread: HashMap<String, usize> = HashMap::new();
+        for _ in 0..4 {
+            *per_thread.entry(rx.recv().await.unwrap()).or_default() += 1;
+        }
+        assert_eq!(
+            per_thread.values().copied().collect::<Vec<_>>(),
+            vec![2, 2],
+            "one host, both workers: {per_thread:?}"
+        );
+        assert!(workers.hosts.lock().unwrap().is_empty());
+        drop(clients);
         workers.stop().await;
     }
 
