@@ -736,6 +736,9 @@ def write_markdown(res, path):
     ]:
         if m.get(k) is not None:
             L.append(f"| {label} | {m[k]} |")
+    if m.get("threads"):
+        L.append("| OS threads per process | " + ", ".join(f"`{c}` {n}" for c, n in m["threads"].items())
+                 + " |")
     L.append("")
     L.append(f"Rounds: {m['rounds']}. Candidates: {', '.join(f'`{c}`' for c in cands)}.")
     L.append("")
@@ -1070,9 +1073,9 @@ def main(argv):
         for c in candidates:
             c.start(procs, workdir, redis_port)
             log(f"started {c.name} on 127.0.0.1:{c.port}" + (f" (pid {c.pid})" if c.pid else ""))
-        for c in candidates:
-            if c.pid:
-                meta[f"{c.kind}_threads"] = mem_snapshot(c.pid)["threads"]
+        # OS threads of each candidate's process (the proxy's: its control-plane thread and the
+        # data-path threads).
+        meta["threads"] = {c.name: mem_snapshot(c.pid)["threads"] for c in candidates if c.pid}
         redis_call(redis_port, "FLUSHALL")
 
         # Warm-up: one short run per candidate so connection pools, page cache, CPU
