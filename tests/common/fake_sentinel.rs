@@ -11,15 +11,13 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::sentinel_wire::{answer, failover_events, message, Answer};
+
 pub struct FakeSentinel {
     addr: String,
     stop: Arc<AtomicBool>,
     /// Failover announcements sent, on every subscription.
     pub lies: Arc<AtomicU64>,
-}
-
-fn bulk(s: &str) -> String {
-    format!("${}\r\n{}\r\n", s.len(), s)
 }
 
 /// Reads one command (a RESP array of bulk strings); `None` at EOF or on garbage.
@@ -92,42 +90,22 @@ fn serve(
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let Ok(mut w) = s.try_clone() else { return };
     let mut r = BufReader::new(s);
-    let (mh, mp) = master.split_once(':').unwrap_or((master, "0"));
-    let (rh, rp) = replica.split_once(':').unwrap_or((replica, "0"));
     while !stop.load(Ordering::Relaxed) {
         let Some(cmd) = read_command(&mut r) else {
             return;
         };
-        let upper: Vec<String> = cmd.iter().map(|a| a.to_ascii_uppercase()).collect();
-        let reply = match upper.first().map(String::as_str) {
-            Some("PING") => "+PONG\r\n".to_string(),
-            Some("AUTH") => "+OK\r\n".to_string(),
-            Some("SENTINEL")
-                if upper.get(1).map(String::as_str) == Some("GET-MASTER-ADDR-BY-NAME") =>
-            {
-                if cmd.get(2).map(String::as_str) == Some(name) {
-                    format!("*2\r\n{}{}", bulk(mh), bulk(mp))
-                } else {
-                    "*-1\r\n".to_string()
-                }
-            }
-            Some("SUBSCRIBE") => {
-                let mut out = String::new();
-                for (i, ch) in cmd[1..].iter().enumerate() {
-                    out += &format!("*3\r\n{}{}:{}\r\n", bulk("subscribe"), bulk(ch), i + 1);
-                }
-                if w.write_all(out.as_bytes()).is_err() {
+        let reply = match answer(&cmd, name, master) {
+            Answer::Reply(reply) => reply,
+            Answer::Subscribed(confirmations) => {
+                if w.write_all(confirmations.as_bytes()).is_err() {
                     return;
                 }
                 // Lie every `period` until stopped or the subscriber goes away.
-                let payload = format!("slave {rh}:{rp} {rh} {rp} @ {name} {mh} {mp}");
                 let mut next = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
                     if Instant::now() >= next {
-                        for ch in ["+selected-slave", "+failover-state-send-slaveof-noone"] {
-                            let msg =
-                                format!("*3\r\n{}{}{}", bulk("message"), bulk(ch), bulk(&payload));
-                            if w.write_all(msg.as_bytes()).is_err() {
+                        for (ch, payload) in failover_events(name, master, replica) {
+                            if w.write_all(message(ch, &payload).as_bytes()).is_err() {
                                 return;
                             }
                         }
@@ -138,7 +116,6 @@ fn serve(
                 }
                 return;
             }
-            _ => "-ERR unknown command\r\n".to_string(),
         };
         if w.write_all(reply.as_bytes()).is_err() {
             return;

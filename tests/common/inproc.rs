@@ -30,6 +30,8 @@ use redis_master_proxy::config::{Config, Overrides};
 use redis_master_proxy::data::listener;
 use redis_master_proxy::data::workers::Workers;
 
+use super::sentinel_wire::{answer, bulk, failover_events, message, split, Answer};
+
 /// Interval between two looks at a condition in [`App::wait_status`] (virtual time).
 const POLL: Duration = Duration::from_millis(10);
 
@@ -65,15 +67,6 @@ async fn read_command(r: &mut BufReader<OwnedReadHalf>) -> Option<Vec<String>> {
         args.push(String::from_utf8_lossy(&buf[..len]).into_owned());
     }
     Some(args)
-}
-
-fn bulk(s: &str) -> String {
-    format!("${}\r\n{}\r\n", s.len(), s)
-}
-
-/// `host`, `port` of a `127.0.0.1:PORT` address.
-fn split(addr: &str) -> (&str, &str) {
-    addr.split_once(':').unwrap_or((addr, "0"))
 }
 
 /// A client connection (to the proxy, usually) that reads one-line replies.
@@ -428,9 +421,7 @@ impl FakeSentinel {
     /// The two events with which Sentinel commits to failing `master` over to `replica`:
     /// `+selected-slave` and `+failover-state-send-slaveof-noone` (Redis 7's payloads).
     pub fn announce_failover(&self, master: &str, replica: &str) {
-        let ((mh, mp), (rh, rp)) = (split(master), split(replica));
-        let payload = format!("slave {rh}:{rp} {rh} {rp} @ {MASTER_NAME} {mh} {mp}");
-        for ch in ["+selected-slave", "+failover-state-send-slaveof-noone"] {
+        for (ch, payload) in failover_events(MASTER_NAME, master, replica) {
             self.announce(ch, &payload);
         }
     }
@@ -451,28 +442,12 @@ async fn serve_sentinel(
     let (r, mut w) = s.into_split();
     let mut r = BufReader::new(r);
     while let Some(cmd) = read_command(&mut r).await {
-        let upper: Vec<String> = cmd.iter().map(|a| a.to_ascii_uppercase()).collect();
-        let reply = match upper.first().map(String::as_str) {
-            Some("PING") => "+PONG\r\n".to_string(),
-            Some("AUTH") => "+OK\r\n".to_string(),
-            Some("SENTINEL")
-                if upper.get(1).map(String::as_str) == Some("GET-MASTER-ADDR-BY-NAME") =>
-            {
-                if cmd.get(2).map(String::as_str) == Some(MASTER_NAME) {
-                    let named = names.lock().expect("fake sentinel").clone();
-                    let (h, p) = split(&named);
-                    format!("*2\r\n{}{}", bulk(h), bulk(p))
-                } else {
-                    "*-1\r\n".to_string()
-                }
-            }
-            Some("SUBSCRIBE") => {
+        let named = names.lock().expect("fake sentinel").clone();
+        let reply = match answer(&cmd, MASTER_NAME, &named) {
+            Answer::Reply(reply) => reply,
+            Answer::Subscribed(confirmations) => {
                 let mut rx = events.subscribe();
-                let mut out = String::new();
-                for (i, ch) in cmd[1..].iter().enumerate() {
-                    out += &format!("*3\r\n{}{}:{}\r\n", bulk("subscribe"), bulk(ch), i + 1);
-                }
-                if w.write_all(out.as_bytes()).await.is_err() {
+                if w.write_all(confirmations.as_bytes()).await.is_err() {
                     return;
                 }
                 let mut ignored = [0u8; 64];
@@ -480,8 +455,7 @@ async fn serve_sentinel(
                     tokio::select! {
                         ev = rx.recv() => {
                             let Ok((ch, payload)) = ev else { return };
-                            let msg = format!("*3\r\n{}{}{}", bulk("message"), bulk(&ch), bulk(&payload));
-                            if w.write_all(msg.as_bytes()).await.is_err() {
+                            if w.write_all(message(&ch, &payload).as_bytes()).await.is_err() {
                                 return;
                             }
                         }
@@ -490,7 +464,6 @@ async fn serve_sentinel(
                     }
                 }
             }
-            _ => "-ERR unknown command\r\n".to_string(),
         };
         if w.write_all(reply.as_bytes()).await.is_err() {
             return;

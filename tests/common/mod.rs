@@ -41,6 +41,7 @@ use tempfile::TempDir;
 pub mod fake_sentinel;
 pub mod inproc;
 pub mod proxy;
+pub mod sentinel_wire;
 
 /// How long a freshly spawned process may take to answer PING; generous because the test
 /// machine is shared and small.
