@@ -190,33 +190,37 @@ pong() { [ "$(cli "$1" ping 2>/dev/null)" = PONG ]; }
 info_field() { cli "$1" info "$2" | tr -d '\r' | sed -n "s/^$3://p"; }
 link_up() { [ "$(info_field "$1" replication master_link_status)" = up ]; }
 
-# start_redis NAME [args...]: a redis-server as upstream's external job starts it; sets $port.
-start_redis() {
-  local name=$1; shift
-  local dir="$out/$name" attempt
-  mkdir -p "$dir"
+# on_free_port NAME LOG LAUNCHER [args...]: runs `LAUNCHER PORT args...` in the background on a
+# free port until it answers PING; a port taken in between costs one of five tries. Sets $port.
+on_free_port() {
+  local name=$1 log=$2 launch=$3 attempt pid
+  shift 3
   for attempt in 1 2 3 4 5; do
     port=$(free_port)
-    redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --logfile "$dir/redis.log" \
-      --save "" --appendonly no --daemonize no \
-      --enable-protected-configs yes --enable-debug-command yes --enable-module-command yes \
-      "$@" &
-    local pid=$!
+    "$launch" "$port" "$@" &
+    pid=$!
     pids+=("$pid")
     if wait_for 10 "$name to answer on $port" pong "$port"; then return 0; fi
     kill "$pid" 2>/dev/null || true
   done
-  echo "redis-suite: $name did not start; log: $dir/redis.log" >&2
+  echo "redis-suite: $name did not start; log: $log" >&2
   exit 1
 }
 
-# start_sentinel NAME MASTER_PORT: sets $port.
-start_sentinel() {
-  local name=$1 mport=$2 dir="$out/$1" attempt
-  mkdir -p "$dir"
-  for attempt in 1 2 3 4 5; do
-    port=$(free_port)
-    cat >"$dir/sentinel.conf" <<EOF
+# redis_on PORT DIR [args...]: a redis-server as upstream's external job starts it.
+redis_on() {
+  local port=$1 dir=$2
+  shift 2
+  exec redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --logfile "$dir/redis.log" \
+    --save "" --appendonly no --daemonize no \
+    --enable-protected-configs yes --enable-debug-command yes --enable-module-command yes \
+    "$@"
+}
+
+# sentinel_on PORT DIR MASTER_PORT: a sentinel monitoring the master as `suite`.
+sentinel_on() {
+  local port=$1 dir=$2 mport=$3
+  cat >"$dir/sentinel.conf" <<EOF
 port $port
 bind 127.0.0.1
 daemonize no
@@ -225,14 +229,22 @@ logfile $dir/sentinel.log
 sentinel monitor suite 127.0.0.1 $mport 2
 sentinel down-after-milliseconds suite 30000
 EOF
-    redis-sentinel "$dir/sentinel.conf" &
-    local pid=$!
-    pids+=("$pid")
-    if wait_for 10 "$name to answer on $port" pong "$port"; then return 0; fi
-    kill "$pid" 2>/dev/null || true
-  done
-  echo "redis-suite: $name did not start; log: $dir/sentinel.log" >&2
-  exit 1
+  exec redis-sentinel "$dir/sentinel.conf"
+}
+
+# start_redis NAME [args...]: sets $port.
+start_redis() {
+  local name=$1 dir="$out/$1"
+  shift
+  mkdir -p "$dir"
+  on_free_port "$name" "$dir/redis.log" redis_on "$dir" "$@"
+}
+
+# start_sentinel NAME MASTER_PORT: sets $port.
+start_sentinel() {
+  local dir="$out/$1"
+  mkdir -p "$dir"
+  on_free_port "$1" "$dir/sentinel.log" sentinel_on "$dir" "$2"
 }
 
 # start_front NAME TOP_LEVEL_TOML TABLES_TOML BACKEND_PORT: the proxy (or the ideal relay);
