@@ -129,6 +129,31 @@ def run_cmd(cmd, timeout=30, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
 
 
+# --pin: the CPUs of redis-server, of the candidate under test (every thread) and of
+# redis-benchmark; None: the scheduler places them.
+PIN = {"redis": None, "candidate": None, "bench": None}
+
+
+def parse_cpus(text):
+    """A CPU list as taskset takes it ("0", "0-1", "0,2"): a set of CPU numbers."""
+    out = set()
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        out.update(range(int(a), int(b or a) + 1))
+    return out
+
+
+def pin_process(pid, cpus):
+    """Binds every thread of `pid` to `cpus` (threads it starts later inherit the binding)."""
+    if cpus is None or pid is None:
+        return
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def fail(procs, name, why):
     return BenchError(f"{name}: {why}\n--- {procs.logpath(name)} (tail) ---\n{procs.logtail(name)}")
 
@@ -438,8 +463,10 @@ def run_benchmark(cand, w, n, redis_port, timeout):
     cpu0 = cpu_seconds(cand.pid)
     rcpu0 = cpu_seconds(REDIS_PID[0])
     t0 = time.monotonic()
+    bench_cpus = PIN["bench"]
+    pin = (lambda: os.sched_setaffinity(0, bench_cpus)) if bench_cpus is not None else None
     try:
-        r = run_cmd(cmd, timeout=timeout)
+        r = run_cmd(cmd, timeout=timeout, preexec_fn=pin)
     except subprocess.TimeoutExpired:
         return {"error": f"redis-benchmark timed out after {timeout}s"}
     wall = time.monotonic() - t0
@@ -731,6 +758,7 @@ def write_markdown(res, path):
         ("haproxy_maxconn", "HAProxy maxconn"),
         ("rlimit_nofile", "RLIMIT_NOFILE"),
         ("proxy_threads", "redis-master-proxy threads"),
+        ("pin", "CPUs of redis-server / the candidate / redis-benchmark (`--pin`)"),
         ("loadavg_start", "Load average at start"),
         ("loadavg_end", "Load average at end"),
     ]:
@@ -938,6 +966,11 @@ def parse_args(argv):
     ap.add_argument("--bench-timeout", type=float, default=None,
                     help="seconds before one redis-benchmark run is killed (default 180, 60 with --quick)")
     ap.add_argument("--no-chart", action="store_true", help="do not draw throughput.png")
+    ap.add_argument("--pin", metavar="REDIS/CANDIDATE/BENCH", default=None,
+                    help="bind redis-server, each candidate (all its threads) and redis-benchmark to "
+                         "these CPU lists, e.g. 0/0/1: on a machine with fewer CPUs than busy processes, "
+                         "which ones share a CPU decides much of the result, and the scheduler's choice "
+                         "changes from run to run (docs/benchmarks/README.md)")
     ap.add_argument("--report-only", metavar="RESULTS_JSON",
                     help="only regenerate results.md and throughput.png from an existing results.json")
     a = ap.parse_args(argv)
@@ -950,6 +983,17 @@ def parse_args(argv):
     a.out_given = a.out is not None
     if a.out is None:
         a.out = str(REPO / "target" / "bench-compare-quick") if a.quick else str(REPO / "docs" / "benchmarks")
+    if a.pin is not None:
+        parts = a.pin.split("/")
+        try:
+            cpus = [parse_cpus(x) for x in parts]
+        except ValueError:
+            cpus = []
+        have = os.sched_getaffinity(0)
+        if len(parts) != 3 or not all(cpus) or not all(c <= have for c in cpus):
+            ap.error(f"--pin {a.pin}: expected REDIS/CANDIDATE/BENCH CPU lists within "
+                     f"{','.join(map(str, sorted(have)))}, e.g. 0/0/1")
+        PIN.update(redis=cpus[0], candidate=cpus[1], bench=cpus[2])
     a.candidates = [c.strip() for c in a.candidates.split(",") if c.strip()]
     bad = [c for c in a.candidates
            if c not in ALL_CANDIDATES
@@ -1027,6 +1071,7 @@ def main(argv):
         "rlimit_nofile": nofile,
         "haproxy_maxconn": HAPROXY_MAXCONN[0] if "haproxy" in args.candidates else None,
         "idle_conns": args.idle_conns,
+        "pin": args.pin,
         "loadavg_start": loadavg(),
     }
     log(f"machine: {meta['nproc']} CPUs, {meta['cpu_model']}, kernel {meta['kernel']}, load {meta['loadavg_start']}")
@@ -1045,6 +1090,7 @@ def main(argv):
                     c.binary = private
         redis_port = start_backend(procs, workdir, maxclients=max(10_000, 2 * args.idle_conns + 2000))
         REDIS_PID[0] = procs.pid("redis-server")
+        pin_process(REDIS_PID[0], PIN["redis"])
         log(f"redis-server pid {REDIS_PID[0]} on 127.0.0.1:{redis_port}")
 
         # Phase 1: idle connections, each candidate freshly started and measured alone.
@@ -1072,6 +1118,7 @@ def main(argv):
         # Phase 2: throughput, all candidates running, interleaved round-robin.
         for c in candidates:
             c.start(procs, workdir, redis_port)
+            pin_process(c.pid, PIN["candidate"])
             log(f"started {c.name} on 127.0.0.1:{c.port}" + (f" (pid {c.pid})" if c.pid else ""))
         # OS threads of each candidate's process (the proxy's: its control-plane thread and the
         # data-path threads).
