@@ -502,6 +502,11 @@ fn default_max_connections() -> usize {
     }
 }
 
+/// Upper bound of `health.interval`. It also keeps the `health.down_after` that follows an
+/// unset one up (twice the interval) within what a duration may be, so the effective config
+/// `check` prints reads back.
+const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// Upper bound of `threads`. A data-path thread is worth having only while there is a CPU to
 /// run it: past the CPU count threads only add context switches and memory (a runtime and a
 /// stack each, and a thread the system may refuse at start). 1,024 is above any machine this
@@ -747,6 +752,16 @@ impl Config {
         let h = &cfg.health;
         if h.interval.0 < Duration::from_millis(10) {
             return Err(invalid("health.interval", "must be at least 10ms".into()));
+        }
+        if h.interval.0 > MAX_INTERVAL {
+            return Err(invalid(
+                "health.interval",
+                format!(
+                    "{} is too long (at most 1h): the checks are how a new master is found and a \
+                     lost one noticed",
+                    h.interval
+                ),
+            ));
         }
         if h.timeout.0.is_zero() {
             return Err(invalid("health.timeout", "must be more than 0".into()));
@@ -1039,6 +1054,10 @@ mod tests {
             (
                 "backends = [\"a:1\"]\nrelay = \"fast\"",
                 &["line 2", "relay"],
+            ),
+            (
+                "backends = [\"a:1\"]\n[health]\ninterval = \"61m\"\ntimeout = \"1s\"",
+                &["health.interval", "at most 1h"],
             ),
             (
                 "backends = [\"a:1\"]\nplacement = \"thread\"",

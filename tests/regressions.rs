@@ -97,18 +97,19 @@ fn deeply_nested_reply_is_refused_without_overflowing_a_worker_stack() {
     );
 }
 
-/// BUG (open), found by the `info_reply` fuzz target (a 37-byte reply nested three deep, followed
-/// by arrays nested five deep), reduced here by hand.
+/// Found by the `info_reply` fuzz target (a 37-byte reply nested three deep, followed by arrays
+/// nested five deep), reduced here by hand; fixed: the nesting check stops at the end of the
+/// first frame.
 ///
-/// `resp::take_frame` runs `check_nesting` over the whole buffer, past the end of the first
+/// `resp::take_frame` ran `check_nesting` over the whole buffer, past the end of the first
 /// frame, so a complete, shallow reply is refused ("arrays nested deeper than 4") when the bytes
 /// that follow it in the same read nest deeper. Delivered in two reads, the same bytes give the
 /// reply first and the error after it: the outcome depends on where a TCP read ends. Here
 /// `+OK\r\n` followed by five nested arrays must give `+OK` and leave the rest in the buffer.
 ///
 /// Property broken (`info_reply`, split reads): a frame complete within the first bytes is the
-/// frame the whole buffer starts with. In `check_nesting`, the scan would stop once the first
-/// top-level element is complete (when the stack of open arrays empties).
+/// frame the whole buffer starts with. `check_nesting` now stops once the first top-level element
+/// is complete (when the stack of open arrays empties).
 #[test]
 fn reply_is_framed_whatever_follows_it_in_the_buffer() {
     let mut bytes = b"+OK\r\n".to_vec();
@@ -163,4 +164,26 @@ fn host_names_with_quotes_are_refused() {
     let err = redis_master_proxy::config::Config::parse(&text, "fuzz.toml", &Default::default())
         .expect_err("a host of quotes is not a host");
     assert!(err.to_string().contains("not a host name"), "{err}");
+}
+
+/// Found by the `config` fuzz target: `[health] interval = "44444200ms"` (12.3 h) was accepted,
+/// and the `health.down_after` that follows an unset one (twice the interval, 24.7 h) was then
+/// printed by `check` as `down_after = "88888400ms"`, which does not parse back: every
+/// duration is at most 24 h.
+///
+/// Property broken: what `check` prints for a valid config parses again. `health.interval` is
+/// now at most 1 h (`config::MAX_INTERVAL`), with an error that names the key; the longest
+/// interval allowed gives a `down_after` that reads back.
+#[test]
+fn a_long_health_interval_is_refused_and_the_longest_one_reads_back() {
+    use redis_master_proxy::config::Config;
+    let parse = |text: &str| Config::parse(text, "fuzz.toml", &Default::default());
+    let err = parse("backends = [\"a:1\"]\n[health]\ninterval = \"44444200ms\"\n")
+        .expect_err("a 12 h interval is refused");
+    assert!(err.to_string().contains("health.interval"), "{err}");
+    let longest = parse("backends = [\"a:1\"]\n[health]\ninterval = \"60m\"\ntimeout = \"1s\"\n")
+        .expect("a 1 h interval is accepted");
+    let shown = longest.to_toml();
+    let again = parse(&shown).unwrap_or_else(|e| panic!("{e}\n{shown}"));
+    assert_eq!(again.to_toml(), shown);
 }
