@@ -312,7 +312,11 @@ async fn run(
             }
         }
     });
-    tracing::info!(threads = workers.len(), "data path started");
+    tracing::info!(
+        threads = workers.len(),
+        placement = ?cfg.placement,
+        "data path started"
+    );
     // Everything is started: the accept loop runs as soon as `app::run` first yields.
     // One machine-readable line on stdout, so scripts and tests that asked for port 0 learn
     // the ports; everything else is logged on stderr.
