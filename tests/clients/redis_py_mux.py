@@ -232,6 +232,17 @@ def celery(args):
     producer.close()
 
 
+def next_messages(sub, n, field):
+    """`field` of up to `n` messages from `sub`, waiting at most 10 s in all."""
+    got = []
+    deadline = time.monotonic() + 10
+    while len(got) < n and time.monotonic() < deadline:
+        m = sub.get_message(timeout=1)
+        if m:
+            got.append(m[field])
+    return got
+
+
 def pubsub(args):
     """SUBSCRIBE, PSUBSCRIBE, UNSUBSCRIBE on one connection; PUBLISH counts from others."""
     sub = client(args, single=False).pubsub()
@@ -248,24 +259,14 @@ def pubsub(args):
     for k in range(50):
         if pub.publish("py:news", f"n{k}") != 1 or pub.publish(f"py:alerts:{k}", f"a{k}") != 1:
             fail("PUBLISH receiver count")
-    got = []
-    deadline = time.monotonic() + 10
-    while len(got) < 100 and time.monotonic() < deadline:
-        m = sub.get_message(timeout=1)
-        if m:
-            got.append(m["data"])
+    got = next_messages(sub, 100, "data")
     want = [x for k in range(50) for x in (f"n{k}".encode(), f"a{k}".encode())]
     if got != want:
         fail(f"pubsub messages: {got[:6]!r}..., want {want[:6]!r}...")
     sub.unsubscribe("py:news")
     sub.punsubscribe()
     # Both confirmations, before publishing again from the other connection.
-    seen = []
-    deadline = time.monotonic() + 10
-    while len(seen) < 2 and time.monotonic() < deadline:
-        m = sub.get_message(timeout=1)
-        if m:
-            seen.append(m["type"])
+    seen = next_messages(sub, 2, "type")
     if sorted(seen) != ["punsubscribe", "unsubscribe"]:
         fail(f"unsubscribe confirmations: {seen!r}")
     if pub.publish("py:news", "late") != 0:
